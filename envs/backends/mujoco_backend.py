@@ -1,0 +1,130 @@
+"""The ``mujoco`` backend: official C MuJoCo, batched with ``mujoco.rollout`` on a persistent
+thread pool, called from inside jitted code through ``jax.pure_callback``.
+
+Exactness. MuJoCo's state is float64 and JAX runs in float32, so the physics state travels through
+JAX as its float64 bytes viewed as ``uint32`` pairs (lossless; no global x64 switch). The control
+law runs on the host in the official arithmetic. One call rolls out ``frame_skip + 1`` steps: the
+state after ``frame_skip`` steps is the next state, and the frame sensors recorded at the start of
+the extra step are the kinematics of that state after ``mj_forward`` (MuJoCo computes
+position-stage sensors before integrating), which is what the official ``step`` reads its
+observation from. The extra step's dynamics are discarded: it is the price (1/6 of physics time)
+of exact kinematics without a per-env Python loop.
+
+Known difference from official: ``mujoco.rollout`` does not return ``qacc_warmstart``, so each
+control step starts the Newton solver cold where official warm-starts it from the previous step.
+With Meta-World's tolerance of 1e-10 the two agree to solver tolerance (measured in
+``tests/test_replay.py``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+from mujoco import rollout as mj_rollout
+
+from envs.assets import FRAME_WIDTH, TaskModel
+from envs.types import Frame, Kinematics
+
+FRAME_SKIP = 5
+ACTION_SCALE = np.float32(1.0 / 100)
+MOCAP_QUAT = np.array([1.0, 0.0, 1.0, 0.0])
+# Mocap poses travel as (constant) controls: FULLPHYSICS, which rollout returns, excludes them.
+CONTROL_SPEC = int(mujoco.mjtState.mjSTATE_CTRL.value | mujoco.mjtState.mjSTATE_MOCAP_POS.value | mujoco.mjtState.mjSTATE_MOCAP_QUAT.value)
+
+
+@struct.dataclass
+class MujocoData:
+    state: jax.Array  # uint32 [2 * nstate]: float64 FULLPHYSICS state, bit-cast
+
+
+def to_bits(x: np.ndarray) -> np.ndarray:
+    """float64 [..., n] -> uint32 [..., 2n] (lossless)."""
+    return np.ascontiguousarray(x, np.float64).view(np.uint32)
+
+
+def from_bits(x: np.ndarray) -> np.ndarray:
+    """uint32 [..., 2n] -> float64 [..., n]."""
+    return np.ascontiguousarray(x, np.uint32).view(np.float64)
+
+
+class MujocoBackend:
+    name = "mujoco"
+
+    def __init__(self, tm: TaskModel, mocap_low, mocap_high, nthread: int | None = None):
+        self.tm = tm
+        self.mocap_low = np.asarray(mocap_low, np.float64)
+        self.mocap_high = np.asarray(mocap_high, np.float64)
+        self.nthread = nthread if nthread is not None else int(os.environ.get("TOPPO_MUJOCO_THREADS", os.cpu_count() or 1))
+        self._pool = None
+        self._datas = None
+        sl = tm.state_slices()
+        k = tm.sawyer_mocap
+        self._mpos = slice(sl["mocap_pos"].start + 3 * k, sl["mocap_pos"].start + 3 * k + 3)
+        self._mquat = slice(sl["mocap_quat"].start + 4 * k, sl["mocap_quat"].start + 4 * k + 4)
+        self._qpos, self._qvel = sl["qpos"], sl["qvel"]
+        self.nsensordata = tm.model.nsensordata
+        assert self.nsensordata == FRAME_WIDTH * len(tm.frames)
+
+    # ---- host side -------------------------------------------------------------------------
+    def _ensure_pool(self):
+        if self._pool is None:
+            self._pool = mj_rollout.Rollout(nthread=self.nthread)
+            self._datas = [mujoco.MjData(self.tm.model) for _ in range(max(1, self.nthread))]
+
+    def host_step(self, state_bits: np.ndarray, action: np.ndarray):
+        """Batched official step on the host: (uint32 [..., 2n], float32 [..., 4]) -> next state, sensors, qpos, qvel."""
+        self._ensure_pool()
+        lead = state_bits.shape[:-1]
+        state = from_bits(state_bits.reshape(-1, state_bits.shape[-1])).copy()
+        act = np.asarray(action, np.float32).reshape(-1, 4)
+        # SawyerXYZEnv.set_xyz_action, in the official (float32 action) arithmetic.
+        delta = np.clip(act[:, :3], -1, 1) * ACTION_SCALE
+        state[:, self._mpos] = np.clip(state[:, self._mpos] + delta, self.mocap_low, self.mocap_high)
+        state[:, self._mquat] = MOCAP_QUAT
+        ctrl = np.stack([act[:, 3], -act[:, 3]], axis=-1).astype(np.float64)
+        control = np.concatenate([ctrl, state[:, self.tm.nphys :]], axis=-1)[:, None, :]
+        out_state, sens = self._pool.rollout(
+            self.tm.model, self._datas, state[:, : self.tm.nphys], control, control_spec=CONTROL_SPEC, nstep=FRAME_SKIP + 1
+        )
+        nxt = state
+        nxt[:, : self.tm.nphys] = out_state[:, FRAME_SKIP - 1]
+        kin = sens[:, FRAME_SKIP]
+        return (
+            to_bits(nxt).reshape(*lead, -1),
+            kin.astype(np.float32).reshape(*lead, -1),
+            nxt[:, self._qpos].astype(np.float32).reshape(*lead, -1),
+            nxt[:, self._qvel].astype(np.float32).reshape(*lead, -1),
+        )
+
+    # ---- JAX side --------------------------------------------------------------------------
+    def init(self, state_row_bits: jax.Array) -> MujocoData:
+        return MujocoData(state=state_row_bits)
+
+    def step(self, data: MujocoData, action: jax.Array) -> tuple[MujocoData, Kinematics]:
+        m = self.tm.model
+        shapes = (
+            jax.ShapeDtypeStruct(data.state.shape, jnp.uint32),
+            jax.ShapeDtypeStruct((self.nsensordata,), jnp.float32),
+            jax.ShapeDtypeStruct((m.nq,), jnp.float32),
+            jax.ShapeDtypeStruct((m.nv,), jnp.float32),
+        )
+        state, sens, qpos, qvel = jax.pure_callback(
+            self.host_step, shapes, data.state, action.astype(jnp.float32), vmap_method="broadcast_all"
+        )
+        return MujocoData(state=state), Kinematics(frames=unpack_frames(sens, self.tm.frames), qpos=qpos, qvel=qvel)
+
+
+def unpack_frames(sens: jax.Array, keys: tuple[str, ...]) -> dict[str, Frame]:
+    """Sensor vector (pos, quat, xaxis, yaxis, zaxis per frame) -> {key: Frame}."""
+    out = {}
+    for i, key in enumerate(keys):
+        row = sens[i * FRAME_WIDTH : (i + 1) * FRAME_WIDTH]
+        # MuJoCo's frame axes are the columns of xmat.
+        mat = jnp.stack([row[7:10], row[10:13], row[13:16]], axis=-1)
+        out[key] = Frame(pos=row[0:3], quat=row[3:7], mat=mat)
+    return out

@@ -1,0 +1,76 @@
+"""Task registry: names, benchmark sets, and name resolution with helpful errors.
+
+Names are the official v3 names without the ``-v3`` suffix (``pick-place``); the suffix is
+accepted. ``mt10`` / ``mt50`` expand to the official benchmark lists in the official order.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from envs.tasks import PORTED
+
+# Official ALL_V3_ENVIRONMENTS order (task id = index in MT50, as in metaworld's one-hot wrapper).
+MT50 = (
+    "assembly", "basketball", "bin-picking", "box-close", "button-press-topdown",
+    "button-press-topdown-wall", "button-press", "button-press-wall", "coffee-button", "coffee-pull",
+    "coffee-push", "dial-turn", "disassemble", "door-close", "door-lock", "door-open", "door-unlock",
+    "hand-insert", "drawer-close", "drawer-open", "faucet-open", "faucet-close", "hammer",
+    "handle-press-side", "handle-press", "handle-pull-side", "handle-pull", "lever-pull",
+    "pick-place-wall", "pick-out-of-hole", "pick-place", "plate-slide", "plate-slide-side",
+    "plate-slide-back", "plate-slide-back-side", "peg-insert-side", "peg-unplug-side", "soccer",
+    "stick-push", "stick-pull", "push", "push-wall", "push-back", "reach", "reach-wall",
+    "shelf-place", "sweep-into", "sweep", "window-open", "window-close",
+)
+MT10 = (
+    "reach", "push", "pick-place", "door-open", "drawer-open", "drawer-close",
+    "button-press-topdown", "peg-insert-side", "window-open", "window-close",
+)
+TASKS = PORTED
+SETS = {"mt10": MT10, "mt50": MT50}
+
+
+class UnknownTaskError(ValueError):
+    """A task or task-set name that does not exist or is not ported yet."""
+
+
+def canonical(name: str) -> str:
+    """'pick-place-v3' / 'Pick-Place' -> 'pick-place'; raises UnknownTaskError with a suggestion."""
+    key = name.strip().lower()
+    if key.endswith("-v3"):
+        key = key[:-3]
+    if key in PORTED:
+        return key
+    valid = sorted(PORTED)
+    close = difflib.get_close_matches(key, list(MT50) + list(SETS), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if key in MT50:
+        raise UnknownTaskError(f"task '{name}' is a Meta-World task but is not ported yet; ported: {', '.join(valid)}")
+    raise UnknownTaskError(f"unknown task '{name}'{hint}; valid: mt10, mt50, or any of {', '.join(valid)}")
+
+
+def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """'mt10' | 'mt50' | 'reach' | 'reach,push' | list -> tuple of canonical names (order kept, no duplicates)."""
+    if isinstance(spec, str):
+        items = [s for s in spec.split(",") if s.strip()]
+        if len(items) == 1 and items[0].strip().lower() in SETS:
+            names = list(SETS[items[0].strip().lower()])
+            for n in names:
+                canonical(n)  # a set with unported tasks fails with a clear message
+            return tuple(names)
+    else:
+        items = list(spec)
+    if not items:
+        raise UnknownTaskError("empty task list; valid: mt10, mt50, or comma-separated task names")
+    out: list[str] = []
+    for item in items:
+        c = canonical(item)
+        if c in out:
+            raise UnknownTaskError(f"task '{item}' is listed twice")
+        out.append(c)
+    return tuple(out)
+
+
+def benchmark_for(tasks: tuple[str, ...]) -> str:
+    """Which official benchmark's goal tables a task set uses: MT10 if it is a subset of MT10, else MT50."""
+    return "MT10" if set(tasks) <= set(MT10) else "MT50"

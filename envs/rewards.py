@@ -1,0 +1,136 @@
+"""Meta-World's V2 reward helpers (``metaworld.utils.reward_utils`` and the base class's
+gripper-caging term), rewritten as branch-free JAX functions.
+
+Every Python ``if`` of the official helpers on a traced value becomes ``jnp.where``; the
+official argument checks (``margin >= 0``, inputs in [0, 1]) hold by construction at every call
+site, so they are not re-checked here. Each function matches the official one on scalars to
+float32 precision (``tests/test_rewards.py`` checks this against the installed package).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+_DEFAULT_VALUE_AT_MARGIN = 0.1
+
+
+def _sigmoid(x, value_at_1: float, kind: str):
+    """dm_control sigmoids: maps distance-in-margins ``x`` >= 0 to (0, 1], 1 at x = 0."""
+    if kind == "gaussian":
+        scale = np.sqrt(-2 * np.log(value_at_1))
+        return jnp.exp(-0.5 * (x * scale) ** 2)
+    if kind == "long_tail":
+        scale = np.sqrt(1 / value_at_1 - 1)
+        return 1 / ((x * scale) ** 2 + 1)
+    if kind == "reciprocal":
+        scale = 1 / value_at_1 - 1
+        return 1 / (jnp.abs(x) * scale + 1)
+    if kind == "hyperbolic":
+        scale = np.arccosh(1 / value_at_1)
+        return 1 / jnp.cosh(x * scale)
+    if kind == "linear":
+        scaled = x * (1 - value_at_1)
+        return jnp.where(jnp.abs(scaled) < 1, 1 - scaled, 0.0)
+    if kind == "quadratic":
+        scaled = x * np.sqrt(1 - value_at_1)
+        return jnp.where(jnp.abs(scaled) < 1, 1 - scaled**2, 0.0)
+    if kind == "tanh_squared":
+        scale = np.arctanh(np.sqrt(1 - value_at_1))
+        return 1 - jnp.tanh(x * scale) ** 2
+    raise ValueError(f"unknown sigmoid {kind!r}; valid: gaussian, long_tail, reciprocal, hyperbolic, linear, quadratic, tanh_squared")
+
+
+def tolerance(x, bounds=(0.0, 0.0), margin=0.0, sigmoid="gaussian", value_at_margin=_DEFAULT_VALUE_AT_MARGIN):
+    """tol(x) = 1 inside [lo, hi], else s(d / margin) with d the distance to the nearest bound (0 if margin = 0)."""
+    lower, upper = bounds
+    x = jnp.asarray(x)
+    in_bounds = (lower <= x) & (x <= upper)
+    margin = jnp.asarray(margin, x.dtype)
+    safe_margin = jnp.where(margin == 0, 1.0, margin)
+    d = jnp.where(x < lower, lower - x, x - upper) / safe_margin
+    outside = jnp.where(margin == 0, 0.0, _sigmoid(d, value_at_margin, sigmoid))
+    return jnp.where(in_bounds, 1.0, outside)
+
+
+def hamacher_product(a, b):
+    """h(a, b) = ab / (a + b - ab), and 0 where the denominator is 0."""
+    denom = a + b - a * b
+    return jnp.where(denom > 0, a * b / jnp.where(denom > 0, denom, 1.0), 0.0)
+
+
+def rect_prism_tolerance(curr, zero, one):
+    """Product of per-axis fractions (curr - zero) / (one - zero) inside the prism [zero, one], else 1."""
+    lo = jnp.minimum(zero, one)
+    hi = jnp.maximum(zero, one)
+    inside = jnp.all((lo <= curr) & (curr <= hi))
+    scales = (curr - zero) / (one - zero)
+    return jnp.where(inside, jnp.prod(scales), 1.0)
+
+
+def gripper_caging_reward(
+    action,
+    obj_pos,
+    *,
+    left_pad,
+    right_pad,
+    tcp,
+    obj_init_pos,
+    init_tcp,
+    obj_radius: float,
+    pad_success_thresh: float,
+    object_reach_radius: float,
+    xz_thresh: float,
+    desired_gripper_effort: float = 1.0,
+    high_density: bool = False,
+    medium_density: bool = False,
+):
+    """SawyerXYZEnv._gripper_caging_reward: h(h(cage_y_left, cage_y_right), cage_xz) gated by grip effort."""
+    if high_density and medium_density:
+        raise ValueError("Can only be either high_density or medium_density")
+    pad_y = jnp.stack([left_pad[1], right_pad[1]])
+    pad_to_obj = jnp.abs(pad_y - obj_pos[1])
+    pad_to_objinit = jnp.abs(pad_y - obj_init_pos[1])
+    caging_lr_margin = jnp.abs(pad_to_objinit - pad_success_thresh)
+    caging_lr = tolerance(pad_to_obj, bounds=(obj_radius, pad_success_thresh), margin=caging_lr_margin, sigmoid="long_tail")
+    caging_y = hamacher_product(caging_lr[0], caging_lr[1])
+
+    xz = jnp.array([0, 2])
+    caging_xz_margin = jnp.linalg.norm(obj_init_pos[xz] - init_tcp[xz]) - xz_thresh
+    caging_xz = tolerance(
+        jnp.linalg.norm(tcp[xz] - obj_pos[xz]), bounds=(0, xz_thresh), margin=caging_xz_margin, sigmoid="long_tail"
+    )
+    gripper_closed = jnp.minimum(jnp.maximum(0.0, action[-1]), desired_gripper_effort) / desired_gripper_effort
+    caging = hamacher_product(caging_y, caging_xz)
+    gripping = jnp.where(caging > 0.97, gripper_closed, 0.0)
+    caging_and_gripping = hamacher_product(caging, gripping)
+    if high_density:
+        caging_and_gripping = (caging_and_gripping + caging) / 2
+    if medium_density:
+        tcp_to_obj = jnp.linalg.norm(obj_pos - tcp)
+        tcp_to_obj_init = jnp.linalg.norm(obj_init_pos - init_tcp)
+        reach_margin = jnp.abs(tcp_to_obj_init - object_reach_radius)
+        reach = tolerance(tcp_to_obj, bounds=(0, object_reach_radius), margin=reach_margin, sigmoid="long_tail")
+        caging_and_gripping = (caging_and_gripping + reach) / 2
+    return caging_and_gripping
+
+
+def scipy_quat_from_matrix(mat):
+    """scipy ``Rotation.from_matrix(m).as_quat()`` (x, y, z, w order, Shepperd's branch choice), in JAX."""
+    m = mat
+    decision = jnp.stack([m[0, 0], m[1, 1], m[2, 2], m[0, 0] + m[1, 1] + m[2, 2]])
+    choice = jnp.argmax(decision)
+
+    def from_axis(i):
+        j, k = (i + 1) % 3, (i + 2) % 3
+        q = jnp.zeros(4)
+        q = q.at[i].set(1 - decision[3] + 2 * m[i, i])
+        q = q.at[j].set(m[j, i] + m[i, j])
+        q = q.at[k].set(m[k, i] + m[i, k])
+        q = q.at[3].set(m[k, j] - m[j, k])
+        return q
+
+    q_trace = jnp.stack([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1], 1 + decision[3]])
+    candidates = jnp.stack([from_axis(0), from_axis(1), from_axis(2), q_trace])
+    q = candidates[choice]
+    return q / jnp.linalg.norm(q)

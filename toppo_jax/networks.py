@@ -1,0 +1,145 @@
+"""Actor and critic networks, and the tanh-squashed Gaussian policy they parameterise.
+
+Both networks read the observation as given (the one-hot task id is already its last `num_tasks`
+entries) and share their parameters across tasks. The actor is a plain MLP whose head outputs the
+mean and log-std of a Gaussian over the pre-squash action u (a = tanh u). The critic is an MLP whose
+hidden layers may be pre-activation LayerNorm blocks (Linear -> LayerNorm -> activation, "LN-c" of
+TOPPO's Critic Balancing), with either one scalar head shared by all tasks (per-task PopArt affine
+layers in `popart.py` map it to each task's value) or one head per task. The default sizes are the
+only MLP that matches TOPPO's reported 717K parameters on MT50 (DESIGN.md section 5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LOG_STD_MIN = -5.0
+LOG_STD_MAX = 2.0
+
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "swish": nn.swish, "gelu": nn.gelu}
+
+
+def _hidden_init():
+    return nn.initializers.orthogonal(math.sqrt(2.0))
+
+
+class Actor(nn.Module):
+    """obs -> (mean, log_std) of the Gaussian over the pre-tanh action."""
+
+    hidden: Sequence[int]
+    action_size: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        act = ACTIVATIONS[self.activation]
+        x = obs
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=_hidden_init())(x))
+        # A small final gain keeps the initial policy near mean 0, std 1 for every task.
+        out = nn.Dense(2 * self.action_size, kernel_init=nn.initializers.orthogonal(0.01), name="head")(x)
+        mean, raw_log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(raw_log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class Critic(nn.Module):
+    """obs -> [..., num_heads] normalised value outputs (num_heads = 1 or the number of tasks)."""
+
+    hidden: Sequence[int]
+    num_heads: int = 1
+    layer_norm: bool = True
+    ln_affine: bool = False
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        x = obs
+        for width in self.hidden:
+            x = nn.Dense(width, kernel_init=_hidden_init())(x)
+            if self.layer_norm:
+                x = nn.LayerNorm(use_bias=self.ln_affine, use_scale=self.ln_affine)(x)
+            x = act(x)
+        return nn.Dense(self.num_heads, kernel_init=nn.initializers.orthogonal(1.0), name="head")(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """The two modules plus the sizes the trainer needs to call them."""
+
+    actor: Actor
+    critic: Critic
+    obs_size: int
+    action_size: int
+    num_tasks: int
+
+    @property
+    def per_task_heads(self) -> bool:
+        return self.critic.num_heads > 1
+
+    def init(self, rng: jax.Array) -> tuple[dict, dict]:
+        actor_rng, critic_rng = jax.random.split(rng)
+        dummy = jnp.zeros((1, self.obs_size), jnp.float32)
+        return self.actor.init(actor_rng, dummy), self.critic.init(critic_rng, dummy)
+
+
+def make_networks(
+    obs_size: int,
+    action_size: int,
+    num_tasks: int,
+    *,
+    actor_hidden: Sequence[int] = (400, 400, 400),
+    critic_hidden: Sequence[int] = (400, 400, 400),
+    activation: str = "relu",
+    critic_layer_norm: bool = True,
+    ln_affine: bool = False,
+    per_task_heads: bool = False,
+) -> Networks:
+    actor = Actor(hidden=tuple(actor_hidden), action_size=action_size, activation=activation)
+    critic = Critic(
+        hidden=tuple(critic_hidden),
+        num_heads=num_tasks if per_task_heads else 1,
+        layer_norm=critic_layer_norm,
+        ln_affine=ln_affine,
+        activation=activation,
+    )
+    return Networks(actor, critic, obs_size, action_size, num_tasks)
+
+
+def count_params(params) -> int:
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+
+
+def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log N(u; mean, exp(log_std)) summed over action dims (the tanh Jacobian cancels in PPO ratios)."""
+    z = (u - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
+
+
+def tanh_log_det_jacobian(u: jax.Array) -> jax.Array:
+    """log|det d tanh(u)/du| = sum_j log(1 - tanh(u_j)^2) = sum_j 2 (log 2 - u_j - softplus(-2 u_j))."""
+    return jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+def sample_action(rng: jax.Array, mean: jax.Array, log_std: jax.Array):
+    """Draw u ~ N(mean, std); return (a = tanh u, u, log N(u)). u is stored so ratios avoid atanh."""
+    u = mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape, mean.dtype)
+    return jnp.tanh(u), u, gaussian_log_prob(u, mean, log_std)
+
+
+def squashed_entropy(rng: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """H[tanh u] ~= sum_j (1/2 log(2 pi e) + log_std_j) + log|det J_tanh(u')|, u' = mean + std eps (one reparameterised sample, as Brax)."""
+    gaussian = jnp.sum(0.5 * jnp.log(2.0 * jnp.pi * jnp.e) + log_std, axis=-1)
+    u = mean + jnp.exp(log_std) * jax.random.normal(rng, mean.shape, mean.dtype)
+    return gaussian + tanh_log_det_jacobian(u)
+
+
+def deterministic_action(mean: jax.Array) -> jax.Array:
+    """Evaluation action a = tanh(mean)."""
+    return jnp.tanh(mean)
