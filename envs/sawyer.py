@@ -138,10 +138,12 @@ class SawyerEnv:
         )
 
     # ---- batched API -------------------------------------------------------------------------
-    def reset(self, rng: jax.Array, num_envs: int, *, staggered: bool = False) -> State:
-        """Batched reset; env i of an eval env runs goal i mod 50; staggered starts spread episode phases."""
+    def reset(self, rng: jax.Array, num_envs: int, *, staggered: bool = False, goals: jax.Array | None = None) -> State:
+        """Batched reset; env i of an eval env runs goal i mod 50 (or ``goals[i]``); staggered starts spread episode phases."""
         k_goal, k_steps, k_env = jax.random.split(rng, 3)
-        if self.eval_mode:
+        if goals is not None:
+            goals = jnp.asarray(goals, jnp.int32)
+        elif self.eval_mode:
             goals = jnp.arange(num_envs) % NUM_GOALS
         else:
             goals = jax.random.randint(k_goal, (num_envs,), 0, NUM_GOALS)

@@ -1,6 +1,12 @@
-"""Ported tasks, one small module per family. ``PORTED`` maps canonical names to task objects."""
+"""Ported tasks, one small module per family; each module lists its task objects in ``TASKS``.
 
-from envs.tasks.drawer import DrawerOpen
-from envs.tasks.reach import Reach
+``PORTED`` maps canonical names ('pick-place') to task objects, collected from every module here.
+"""
 
-PORTED = {t.name: t for t in (Reach(), DrawerOpen())}
+import importlib
+import pkgutil
+
+PORTED = {}
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"):
+    for _task in getattr(importlib.import_module(f"{__name__}.{_mod}"), "TASKS", ()):
+        PORTED[_task.name] = _task

@@ -36,3 +36,4 @@ class DrawerOpen(Task):
             (handle_error <= 0.03).astype(jnp.float32), (gripper_dist <= 0.03).astype(jnp.float32),
             (obs[3] > 0).astype(jnp.float32), reward_for_caging, reward_for_opening, handle_error, reward,
         )
+TASKS = (DrawerOpen(),)

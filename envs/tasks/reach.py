@@ -22,3 +22,4 @@ class Reach(Task):
         reward = 10 * in_place
         success = (tcp_to_target <= 0.05).astype(jnp.float32)
         return reward, info(success, tcp_to_target, 1.0, tcp_to_target, in_place, tcp_to_target, reward)
+TASKS = (Reach(),)

@@ -1,0 +1,178 @@
+"""Expert parity and state replay against official Meta-World (contract 1 in DESIGN.md).
+
+    python -m envs.parity --tasks mt10 --episodes 20 --seed 0 [--impl mujoco] --json parity.json
+
+Runs the official scripted experts (``metaworld.policies``) on official Meta-World and on the port,
+on the same goals (N distinct goals drawn from each task's 50-goal table with seed S), one episode
+per goal; success = success at any step. Actions are cast to float32 on both sides (the port's
+action dtype), so both sides see identical actions.
+
+``official_trajectory`` / ``replay_errors`` are the state-replay oracle used by the tests: the
+official state at every step of an expert episode is copied into the port, one step is taken with
+the same action, and the port's obs, reward and success are compared with the official ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs import assets
+from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
+
+EPISODE_LENGTH = 500
+
+
+def expert(task: str):
+    from metaworld.policies import ENV_POLICY_MAP
+
+    return ENV_POLICY_MAP[f"{task}-v3"]()
+
+
+def goal_indices(episodes: int, seed: int) -> np.ndarray:
+    """``episodes`` goal indices: a seeded permutation of the 50 goals, distinct while episodes <= 50."""
+    perm = np.random.default_rng(seed).permutation(50)
+    return np.resize(perm, episodes)
+
+
+def official_trajectory(task: str, rand_vec: np.ndarray, tm: assets.TaskModel, steps: int = EPISODE_LENGTH):
+    """Run the official expert on the official env; record port-layout states, actions, obs, rewards, success."""
+    env = assets.official_env(task)
+    env.set_task(assets.make_task_data(task, rand_vec))
+    policy = expert(task)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obs, _ = env.reset()
+        rec = {"state": [assets.official_state_to_port(tm, env)], "obs": [obs], "action": [], "reward": [], "success": []}
+        for _ in range(steps):
+            a = np.clip(policy.get_action(obs), -1, 1).astype(np.float32)
+            obs, r, _, trunc, info = env.step(a)
+            for k, v in (("state", assets.official_state_to_port(tm, env)), ("obs", obs), ("action", a),
+                         ("reward", r), ("success", info["success"])):
+                rec[k].append(v)
+            if trunc:
+                break
+    return {k: np.asarray(v) for k, v in rec.items()}
+
+
+def replay_errors(env, goal: int, traj: dict) -> dict[str, np.ndarray]:
+    """Copy each official state into the port, step with the official action; per-step |port - official|."""
+    from envs.backends.mujoco_backend import to_bits
+
+    n = len(traj["action"])
+    state = env.reset(jax.random.PRNGKey(0), n, goals=jnp.full((n,), goal))
+    data = state.data.replace(state=jnp.asarray(to_bits(traj["state"][:n])))
+    info = {**state.info, "prev": jnp.asarray(traj["obs"][:n, :18], jnp.float32)}
+    out = jax.jit(env.step)(state.replace(data=data, info=info), jnp.asarray(traj["action"]))
+    obs = np.asarray(out.info["final_obs"])
+    return {
+        "obs": np.abs(obs - traj["obs"][1 : n + 1]).max(axis=-1),
+        "reward": np.abs(np.asarray(out.reward) - traj["reward"]),
+        "success": np.abs(np.asarray(out.info["step_info"]["success"]) - traj["success"]),
+        "state": np.abs(
+            np.asarray(from_bits_np(out.data.state))[:, : env.task_model.nphys] - traj["state"][1 : n + 1, : env.task_model.nphys]
+        ).max(axis=-1),
+    }
+
+
+def from_bits_np(x) -> np.ndarray:
+    from envs.backends.mujoco_backend import from_bits
+
+    return from_bits(np.asarray(x))
+
+
+def official_success(task: str, goals: np.ndarray) -> np.ndarray:
+    """Any-step success of the official expert on the official env, one episode per rand_vec."""
+    env = assets.official_env(task)
+    policy = expert(task)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rv in goals:
+            env.set_task(assets.make_task_data(task, rv))
+            obs, _ = env.reset()
+            success = 0.0
+            for _ in range(EPISODE_LENGTH):
+                obs, _, _, trunc, info = env.step(np.clip(policy.get_action(obs), -1, 1).astype(np.float32))
+                success = max(success, float(info["success"]))
+                if trunc:
+                    break
+            out.append(success)
+    return np.asarray(out)
+
+
+def port_success(env, goals: np.ndarray) -> np.ndarray:
+    """Any-step success of the official expert on the port, all episodes batched in one env."""
+    policy = expert(env.name)
+    n = len(goals)
+    state = env.reset(jax.random.PRNGKey(0), n, goals=jnp.asarray(goals))
+    step = jax.jit(env.step)
+    success = np.zeros(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(EPISODE_LENGTH):
+            obs = np.asarray(state.obs, np.float64)
+            action = np.stack([np.clip(policy.get_action(o), -1, 1) for o in obs]).astype(np.float32)
+            state = step(state, jnp.asarray(action))
+            success = np.maximum(success, np.asarray(state.info["step_info"]["success"]))
+    return success
+
+
+def run(tasks, episodes: int, seed: int, impl: str = "mujoco", log=print) -> dict:
+    from envs.sawyer import SawyerEnv
+
+    names = resolve_tasks(tasks)
+    bench = benchmark_for(names)
+    table = assets.goal_table(bench, seed)
+    idx = goal_indices(episodes, seed)
+    result = {"tasks": {}, "impl": impl, "episodes": episodes, "seed": seed, "benchmark": bench}
+    log(f"{'task':28s} {'official':>9s} {'port':>7s} {'gap':>7s}  time")
+    for name in names:
+        t0 = time.perf_counter()
+        env = SawyerEnv(name, seed=seed, benchmark=bench, impl=impl, eval_mode=True)
+        off = official_success(name, table[name][idx])
+        port = port_success(env, idx)
+        row = {"official": float(off.mean()), "port": float(port.mean()), "episodes": episodes}
+        result["tasks"][name] = row
+        log(f"{name:28s} {row['official']:9.2f} {row['port']:7.2f} {row['port'] - row['official']:+7.2f}  {time.perf_counter() - t0:.0f}s")
+    result["mean_official"] = float(np.mean([r["official"] for r in result["tasks"].values()]))
+    result["mean_port"] = float(np.mean([r["port"] for r in result["tasks"].values()]))
+    log(f"{'mean':28s} {result['mean_official']:9.3f} {result['mean_port']:7.3f}")
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m envs.parity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="mt10", help="mt10, mt50, or comma-separated task names")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task (distinct goals up to 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--impl", default="mujoco", help="physics backend: mujoco, warp, jax")
+    p.add_argument("--json", default=None, help="write the result here")
+    args = p.parse_args(argv)
+    if args.episodes <= 0:
+        print(f"error: --episodes must be positive, got {args.episodes}", file=sys.stderr)
+        return 2
+    if args.impl not in ("mujoco", "warp", "jax", "auto"):
+        print(f"error: unknown --impl '{args.impl}'; valid: auto, mujoco, warp, jax", file=sys.stderr)
+        return 2
+    try:
+        resolve_tasks(args.tasks)
+        result = run(args.tasks, args.episodes, args.seed, args.impl)
+    except UnknownTaskError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
