@@ -62,6 +62,7 @@ class MujocoBackend:
         self.nthread = nthread if nthread is not None else int(os.environ.get("TOPPO_MUJOCO_THREADS", os.cpu_count() or 1))
         self._pool = None
         self._datas = None
+        self._zeros = None
         sl = tm.state_slices()
         k = tm.sawyer_mocap
         self._mpos = slice(sl["mocap_pos"].start + 3 * k, sl["mocap_pos"].start + 3 * k + 3)
@@ -89,7 +90,8 @@ class MujocoBackend:
         ctrl = np.stack([act[:, 3], -act[:, 3]], axis=-1).astype(np.float64)
         control = np.concatenate([ctrl, state[:, self.tm.nphys :]], axis=-1)[:, None, :]
         out_state, sens = self._pool.rollout(
-            self.tm.model, self._datas, state[:, : self.tm.nphys], control, control_spec=CONTROL_SPEC, nstep=FRAME_SKIP + 1
+            self.tm.model, self._datas, state[:, : self.tm.nphys], control, control_spec=CONTROL_SPEC, nstep=FRAME_SKIP + 1,
+            initial_warmstart=self._cold_start(len(state)),
         )
         nxt = state
         nxt[:, : self.tm.nphys] = out_state[:, FRAME_SKIP - 1]
@@ -100,6 +102,12 @@ class MujocoBackend:
             nxt[:, self._qpos].astype(np.float32).reshape(*lead, -1),
             nxt[:, self._qvel].astype(np.float32).reshape(*lead, -1),
         )
+
+    def _cold_start(self, n: int) -> np.ndarray:
+        # Explicit zeros: without them a thread's MjData would warm-start from whichever env it ran last.
+        if self._zeros is None or len(self._zeros) < n:
+            self._zeros = np.zeros((n, self.tm.model.nv))
+        return self._zeros[:n]
 
     # ---- JAX side --------------------------------------------------------------------------
     def init(self, state_row_bits: jax.Array) -> MujocoData:

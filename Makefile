@@ -1,0 +1,54 @@
+# toppo-jax: every target sets up what it needs (a locked .venv built by uv) on a fresh machine.
+UV_VERSION := 0.9.0
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := .tools/bin/uv
+
+export PYTHONPATH := $(CURDIR)
+export TOPPO_CACHE_DIR ?= $(CURDIR)/.cache/toppo_jax
+export MUJOCO_GL ?= egl
+
+TASKS ?= mt10
+SEED ?= 0
+EPISODES ?= 20
+IMPL ?= mujoco
+OUT ?= runs/$(subst $(comma),+,$(TASKS))-seed$(SEED)
+ARGS ?=
+comma := ,
+
+.PHONY: install test test-slow train parity bench plots clean
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/pip install -q uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv from uv.lock (CPU); `make install-gpu` adds the gpu extra
+
+install-gpu: $(UV)
+	$(UV) sync --locked --extra gpu
+	touch $(VENV)/.installed
+
+test: install  ## fast suite (CI): unit tests, state replay, expert parity, smoke training
+	$(PY) -m pytest tests -n 2 --durations=15
+
+test-slow: install  ## learning checks (minutes)
+	$(PY) -m pytest tests -m slow -n 2 --durations=15
+
+train: install  ## make train TASKS=mt10 [SEED=0] [OUT=runs/...] [ARGS="--total-env-steps 1000000"]
+	$(PY) -m toppo_jax.train --tasks $(TASKS) --seed $(SEED) --out $(OUT) $(ARGS)
+
+parity: install  ## make parity TASKS=mt10 [EPISODES=20] [SEED=0] [IMPL=mujoco] [JSON=parity.json]
+	$(PY) -m envs.parity --tasks $(TASKS) --episodes $(EPISODES) --seed $(SEED) --impl $(IMPL) $(if $(JSON),--json $(JSON),)
+
+bench: install  ## make bench [QUICK=1] [BENCH_JSON=docs/bench.json]
+	$(PY) -m experiments.bench $(if $(QUICK),--quick,) $(if $(BENCH_JSON),--json $(BENCH_JSON),)
+
+plots: install  ## make plots RUN=runs/...
+	$(PY) -m toppo_jax.plots --run $(RUN)
+
+clean:
+	rm -rf .cache runs .pytest_cache
