@@ -1,0 +1,189 @@
+"""``make bench``: env steps/s of the port against official Meta-World, same machine, same run.
+
+    python -m experiments.bench [--quick] [--tasks mt10] [--json docs/bench.json]
+
+Port: the MultiTaskEnv on the chosen backend, uniform random actions, a jitted ``lax.scan`` of
+``--scan`` steps, batch sizes spread evenly over the tasks; timed after a warm-up call (the first
+call's time is reported as ``compile_s``). Official: the same task mix, one official env per task
+(goals from the same benchmark table), random actions, in a single process (one core; Python
+overhead included, as users run it), and as a Gymnasium ``AsyncVectorEnv`` with one worker per core.
+Writes JSON (contract 4 keys) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def port_sps(tasks, batch: int, scan: int, impl: str, seed: int = 0) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+
+    n_tasks = len(envs.resolve_tasks(tasks))
+    per_task = max(1, batch // n_tasks)
+    env = envs.make_multitask(tasks, envs_per_task=per_task, seed=seed, impl=impl)
+
+    @jax.jit
+    def run(state, key):
+        def body(carry, _):
+            s, k = carry
+            k, sub = jax.random.split(k)
+            a = jax.random.uniform(sub, (env.num_envs, 4), minval=-1.0, maxval=1.0)
+            return (env.step(s, a), k), None
+
+        (state, key), _ = jax.lax.scan(body, (state, key), None, length=scan)
+        return state, key
+
+    state = env.reset(jax.random.PRNGKey(seed))
+    t0 = time.perf_counter()
+    state, key = jax.block_until_ready(run(state, jax.random.PRNGKey(1)))
+    compile_s = time.perf_counter() - t0
+    reps = 0
+    t0 = time.perf_counter()
+    while reps < 2 or time.perf_counter() - t0 < 3.0:
+        state, key = jax.block_until_ready(run(state, key))
+        reps += 1
+    dt = time.perf_counter() - t0
+    return {"batch": env.num_envs, "env_steps_per_s": reps * scan * env.num_envs / dt, "first_call_s": compile_s, "impl": env.impl}
+
+
+def official_sps(tasks, steps_per_task: int, seed: int = 0) -> float:
+    """Single process, one official env per task, random actions; env steps/s (one core)."""
+    from envs import assets
+    from envs.registry import benchmark_for, resolve_tasks
+
+    names = resolve_tasks(tasks)
+    table = assets.goal_table(benchmark_for(names), seed)
+    rng = np.random.default_rng(seed)
+    total, elapsed = 0, 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            env = assets.official_class(name)()
+            env.set_task(assets.make_task_data(name, table[name][0]))
+            env.reset()
+            actions = rng.uniform(-1, 1, (steps_per_task, 4)).astype(np.float32)
+            t0 = time.perf_counter()
+            for i in range(steps_per_task):
+                _, _, _, trunc, _ = env.step(actions[i])
+                if trunc:
+                    env.reset()
+            elapsed += time.perf_counter() - t0
+            total += steps_per_task
+    return total / elapsed
+
+
+def _make_official(name, rand_vec):
+    def thunk():
+        import gymnasium as gym
+
+        from envs import assets
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            env = assets.official_class(name)()
+        env.set_task(assets.make_task_data(name, rand_vec))
+        return gym.wrappers.TimeLimit(env, 500)
+
+    return thunk
+
+
+def official_vector_sps(tasks, steps: int, workers: int, seed: int = 0) -> float:
+    """Gymnasium AsyncVectorEnv over the task mix, one env per worker process."""
+    import gymnasium as gym
+
+    from envs import assets
+    from envs.registry import benchmark_for, resolve_tasks
+
+    names = resolve_tasks(tasks)
+    table = assets.goal_table(benchmark_for(names), seed)
+    fns = [_make_official(names[i % len(names)], table[names[i % len(names)]][0]) for i in range(workers)]
+    venv = gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    venv.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        venv.step(rng.uniform(-1, 1, (workers, 4)).astype(np.float32))
+    dt = time.perf_counter() - t0
+    venv.close()
+    return steps * workers / dt
+
+
+def device_name() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    return f"{d.platform}:{getattr(d, 'device_kind', '')} ({os.cpu_count()} cores, {cpu})"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="batches 1, 64, 512 and short timings (a few minutes on 2 cores)")
+    p.add_argument("--tasks", default="mt10")
+    p.add_argument("--impl", default="mujoco")
+    p.add_argument("--scan", type=int, default=50)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    cache = Path(os.environ.get("TOPPO_CACHE_DIR", Path.home() / ".cache" / "toppo_jax"))
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(cache / "jax"))
+
+    batches = [1, 64, 512] if args.quick else [1, 64, 512, 1024, 4096]
+    rows = []
+    for b in batches:
+        scan = args.scan if b > 1 else args.scan * 4
+        r = port_sps(args.tasks, b, scan, args.impl)
+        rows.append(r)
+        print(f"port batch {r['batch']:5d}: {r['env_steps_per_s']:10.0f} env steps/s (first call {r['first_call_s']:.1f}s)", flush=True)
+    off1 = official_sps(args.tasks, 300 if args.quick else 1500)
+    print(f"official, 1 process: {off1:.0f} env steps/s", flush=True)
+    workers = os.cpu_count() or 1
+    offv = official_vector_sps(args.tasks, 150 if args.quick else 1000, workers)
+    print(f"official, AsyncVectorEnv x{workers}: {offv:.0f} env steps/s", flush=True)
+    best = max(rows, key=lambda r: r["env_steps_per_s"])
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device_name(),
+        "impl": rows[0]["impl"],
+        "tasks": args.tasks,
+        "port_env_steps_per_s": best["env_steps_per_s"],
+        "port_best_batch": best["batch"],
+        "port_by_batch": rows,
+        "official_env_steps_per_s": off1,
+        "official_vector_env_steps_per_s": offv,
+        "official_vector_workers": workers,
+        "speedup_vs_official_per_core": best["env_steps_per_s"] / (off1 * workers),
+        "compile_s": rows[-1]["first_call_s"],
+        "train_env_steps_per_s": None,
+    }
+    try:
+        from experiments.bench_train import train_sps
+
+        result["train_env_steps_per_s"] = train_sps(args.tasks, args.quick)
+        print(f"full training loop: {result['train_env_steps_per_s']:.0f} env steps/s", flush=True)
+    except ImportError:
+        pass
+    print("\n| batch | port env steps/s | vs official (1 core) |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s'] / off1:.1f}x |")
+    print(f"| official 1 process | {off1:.0f} | 1.0x |\n| official AsyncVectorEnv x{workers} | {offv:.0f} | {offv / off1:.1f}x |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
