@@ -4,7 +4,8 @@
   MjSpec with two edits that keep the physics bit-identical (checked in ``tests/test_replay.py``):
   (1) every fixture body that the official ``reset_model`` moves by writing ``model.body_pos``
   becomes a *mocap* body, so its placement is per-env state (``mocap_pos``) instead of a model
-  field — one model serves a whole batch of envs with different goals; (2) frame sensors
+  field — one model serves a whole batch of envs with different goals — with contact filtering
+  restated so the colliding pairs stay official's (``task_model``); (2) frame sensors
   (position, quaternion, axes) for every frame a task reads, so a batched ``mujoco.rollout`` reports
   the kinematics the task logic needs. The official ``reset_mocap_welds`` model write is copied.
 * **Goal tables**: the 50 fixed rand_vecs per task of the official ``MT10(seed)`` / ``MT50(seed)``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import os
 import pickle
 import warnings
@@ -141,11 +143,17 @@ def fixture_bodies(task: str, goals: np.ndarray) -> tuple[str, ...]:
     return tuple(sorted(env.model.body(i).name for i in moved))
 
 
-@functools.lru_cache(maxsize=None)
-def task_model(task: str, frames: tuple[str, ...], fixtures: tuple[str, ...]) -> TaskModel:
-    """Compile the official XML with fixture mocaps and frame sensors (see module docstring)."""
-    env = official_env(task)
-    spec = mujoco.MjSpec.from_file(env.model_name)
+def _pair_filtered(m: mujoco.MjModel, b1: int, b2: int, filterparent: bool = True) -> bool:
+    """MuJoCo's body-pair contact filter: same weld, or (filterparent) parent-child welds, neither the world."""
+    w1, w2 = m.body_weldid[b1], m.body_weldid[b2]
+    if w1 == w2:
+        return True
+    p1, p2 = m.body_weldid[m.body_parentid[w1]], m.body_weldid[m.body_parentid[w2]]
+    return bool(filterparent and w1 != 0 and w2 != 0 and (w1 == p2 or w2 == p1))
+
+
+def _spec(task: str, frames: tuple[str, ...], fixtures: tuple[str, ...]) -> mujoco.MjSpec:
+    spec = mujoco.MjSpec.from_file(official_env(task).model_name)
     for name in fixtures:
         body = spec.body(name)
         if body.parent.name != "world" or body.first_joint() is not None:
@@ -156,6 +164,32 @@ def task_model(task: str, frames: tuple[str, ...], fixtures: tuple[str, ...]) ->
         kind, name = key.split(":", 1)
         for stype in (mujoco.mjtSensor.mjSENS_FRAMEPOS, mujoco.mjtSensor.mjSENS_FRAMEQUAT, *axes):
             spec.add_sensor(type=stype, objtype=_OBJTYPE[kind], objname=name)
+    return spec
+
+
+@functools.lru_cache(maxsize=None)
+def task_model(task: str, frames: tuple[str, ...], fixtures: tuple[str, ...]) -> TaskModel:
+    """Compile the official XML with fixture mocaps and frame sensors (see module docstring).
+
+    A mocap fixture is no longer welded to the world, which changes MuJoCo's contact filtering:
+    official skips fixture-vs-world pairs (same weld) but *keeps* fixture-vs-moving-child pairs
+    (parent filtering never applies to the world); as a mocap body the fixture would flip both
+    (door, window frames lose their stops). So when there are fixtures, parent filtering is
+    switched off and every pair the official model filters becomes an explicit body exclude:
+    the colliding pairs are exactly official's.
+    """
+    env = official_env(task)
+    spec = _spec(task, frames, fixtures)
+    if fixtures:
+        official, port = env.model, spec.compile()
+        spec.option.disableflags |= mujoco.mjtDisableBit.mjDSBL_FILTERPARENT
+        for i, body in enumerate(spec.bodies):  # excludes refer to bodies by name
+            if not body.name:
+                body.name = f"_body{i}"
+        with_geoms = [b for b in range(port.nbody) if port.body_geomnum[b] > 0]
+        for b1, b2 in itertools.combinations(with_geoms, 2):
+            if _pair_filtered(official, b1, b2) and not _pair_filtered(port, b1, b2, filterparent=False):
+                spec.add_exclude(bodyname1=spec.bodies[b1].name, bodyname2=spec.bodies[b2].name)
     model = spec.compile()
     model.eq_data[:] = env.model.eq_data  # official reset_mocap_welds() write
     return TaskModel(

@@ -30,10 +30,20 @@ from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
 EPISODE_LENGTH = 500
 
 
-def expert(task: str):
+class _Expert:
+    """An official scripted policy fed a copy of the obs: some (door-*, button-press) edit it in place."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def get_action(self, obs):
+        return self.policy.get_action(np.array(obs, dtype=np.float64, copy=True))
+
+
+def expert(task: str) -> _Expert:
     from metaworld.policies import ENV_POLICY_MAP
 
-    return ENV_POLICY_MAP[f"{task}-v3"]()
+    return _Expert(ENV_POLICY_MAP[f"{task}-v3"]())
 
 
 def goal_indices(episodes: int, seed: int) -> np.ndarray:

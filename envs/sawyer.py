@@ -48,7 +48,11 @@ class SawyerEnv:
         fixtures = assets.fixture_bodies(self.name, self.goals)
         self.frames = SAWYER_FRAMES + tuple(f for f in self.task.frames if f not in SAWYER_FRAMES)
         self.task_model = assets.task_model(self.name, self.frames, fixtures)
-        tag = hashlib.sha1(inspect.getsource(type(self.task)).encode()).hexdigest()[:8]
+        # Cache key of the reset table: the task's module and the base constants' source.
+        from envs.tasks import base
+
+        source = inspect.getsource(inspect.getmodule(type(self.task))) + inspect.getsource(base)
+        tag = hashlib.sha1(source.encode()).hexdigest()[:8]
         table = assets.reset_table(self.name, self.task_model, self.goals, self._constants, f"{self.benchmark}{seed}_{tag}")
         self.obs_low = jnp.asarray(table["obs_low"], jnp.float32)
         self.obs_high = jnp.asarray(table["obs_high"], jnp.float32)

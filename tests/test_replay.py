@@ -61,3 +61,30 @@ def test_port_model_is_the_official_model_plus_sensors_and_fixture_mocaps(env):
     for b in range(port.nbody):
         if b not in movable:
             np.testing.assert_array_equal(port.body_pos[b], mujoco.MjModel.from_xml_path(assets.official_env(env.name).model_name).body_pos[b])
+
+
+def test_contacts_equal_official_along_expert_trajectory(env):
+    """Same colliding geom pairs as official at states along an expert episode (mocap fixtures keep official filtering)."""
+    goal = 17
+    traj = parity.official_trajectory(env.name, env.goals[goal], env.task_model, steps=300)
+    official = assets.official_env(env.name)
+    official.set_task(assets.make_task_data(env.name, env.goals[goal]))
+    official.reset()
+    tm = env.task_model
+    port = mujoco.MjData(tm.model)
+    sl = tm.state_slices()
+    checked = 0
+    for row in traj["state"][::20]:
+        mujoco.mj_setState(tm.model, port, row[: tm.nphys], assets.STATE_SPEC)
+        port.mocap_pos[:] = row[sl["mocap_pos"]].reshape(-1, 3)
+        port.mocap_quat[:] = row[sl["mocap_quat"]].reshape(-1, 4)
+        mujoco.mj_forward(tm.model, port)
+        official.data.qpos[:] = row[sl["qpos"]]
+        official.data.qvel[:] = row[sl["qvel"]]
+        official.data.mocap_pos[0] = port.mocap_pos[tm.sawyer_mocap]
+        official.data.mocap_quat[0] = port.mocap_quat[tm.sawyer_mocap]
+        mujoco.mj_forward(official.model, official.data)
+        pairs = lambda d: sorted((int(c.geom1), int(c.geom2)) for c in d.contact[: d.ncon])  # noqa: E731
+        assert pairs(port) == pairs(official.data)
+        checked += official.data.ncon
+    assert checked > 0, "the expert episode should make contacts"

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info
+from envs.tasks.base import Task, info, tcp_center
 
 MAX_DIST = 0.2
 
@@ -36,4 +36,34 @@ class DrawerOpen(Task):
             (handle_error <= 0.03).astype(jnp.float32), (gripper_dist <= 0.03).astype(jnp.float32),
             (obs[3] > 0).astype(jnp.float32), reward_for_caging, reward_for_opening, handle_error, reward,
         )
-TASKS = (DrawerOpen(),)
+
+
+class DrawerClose(Task):
+    name = "drawer-close"
+    frames = ("body:drawer_link",)
+    target_radius = 0.05  # official code reads self.TARGET_RADIUS (base 0.05), not its own _TARGET_RADIUS = 0.04
+
+    def objects(self, kin, c):
+        return kin.pos("body:drawer_link") + jnp.array([0.0, -0.16, 0.05]), jnp.zeros(4)
+
+    def evaluate(self, obs, action, kin, c):
+        obj, target = obs[4:7], c["target_pos"]
+        target_to_obj = jnp.linalg.norm(obj - target)
+        target_to_obj_init = jnp.linalg.norm(c["obj_init_pos"] - target)
+        in_place = rewards.tolerance(
+            target_to_obj, bounds=(0, self.target_radius), margin=jnp.abs(target_to_obj_init - self.target_radius),
+            sigmoid="long_tail",
+        )
+        handle_reach_radius = 0.005
+        tcp_to_obj = jnp.linalg.norm(obj - tcp_center(kin))
+        tcp_to_obj_init = jnp.linalg.norm(c["obj_init_pos"] - c["init_tcp"])
+        reach = rewards.tolerance(
+            tcp_to_obj, bounds=(0, handle_reach_radius), margin=jnp.abs(tcp_to_obj_init - handle_reach_radius),
+            sigmoid="gaussian",
+        )
+        gripper_closed = jnp.minimum(jnp.maximum(0.0, action[-1]), 1.0)
+        reach = rewards.hamacher_product(reach, gripper_closed)
+        success = target_to_obj <= self.target_radius + 0.015
+        reward = 10 * jnp.where(success, 1.0, rewards.hamacher_product(reach, in_place))
+        return reward, info(success, tcp_to_obj <= 0.01, 1.0, reach, in_place, target_to_obj, reward)
+TASKS = (DrawerOpen(), DrawerClose())
