@@ -52,9 +52,9 @@ class MultiTaskEnv:
         return ACTION_SIZE
 
     def _merge(self, states: list[State]) -> State:
-        """Concatenate per-task states; physics data stays per task (models differ)."""
-        data = tuple(s.data for s in states)
-        rest = [s.replace(data=None) for s in states]
+        """Concatenate per-task states; physics data and reward constants stay per task (their shapes differ)."""
+        data = tuple({"physics": s.data, "consts": s.info["consts"]} for s in states)
+        rest = [s.replace(data=None, info={k: v for k, v in s.info.items() if k != "consts"}) for s in states]
         merged = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *rest)
         info = {**merged.info, "task_id": self._task_id,
                 "final_obs": jnp.concatenate([merged.info["final_obs"], self._onehot], axis=-1)}
@@ -69,7 +69,7 @@ class MultiTaskEnv:
             info["final_obs"] = info["final_obs"][:, :OBS_SIZE]
             part = state.replace(data=None, obs=state.obs[:, :OBS_SIZE], info=info)
             part = jax.tree.map(sl, part)
-            out.append(part.replace(data=state.data[i]))
+            out.append(part.replace(data=state.data[i]["physics"], info={**part.info, "consts": state.data[i]["consts"]}))
         return out
 
     def reset(self, rng: jax.Array) -> State:

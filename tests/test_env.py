@@ -104,3 +104,10 @@ def test_wrong_action_shape_fails_at_trace_time(reach):
 def test_unknown_impl_names_valid_choices():
     with pytest.raises(ValueError, match="unknown impl 'cuda'; valid: auto, mujoco, warp, jax"):
         SawyerEnv("reach", impl="cuda")
+
+
+def test_multitask_mixes_tasks_with_different_constants_and_frames():
+    env = envs.make_multitask("reach,button-press-topdown,peg-insert-side", envs_per_task=2)
+    state = env.reset(jax.random.PRNGKey(0))
+    out = jax.jit(env.step)(state, jnp.zeros((6, 4)))
+    assert out.obs.shape == (6, 42) and np.all(np.isfinite(np.asarray(out.reward)))
