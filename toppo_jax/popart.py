@@ -8,7 +8,8 @@ all tasks cannot be rescaled for every task at once, so in that case each task o
 output layer n_i = w_i h + b_i (w_i = 1, b_i = 0 at start) on top of the shared head output h, and
 ART rescales (w_i, b_i); the affine is part of the PopArt state and is changed only by ART, so the
 trainable parameter count is the network's. With one head per task, ART rescales each task's column
-of the head's kernel and its bias instead. All functions are pure and jittable.
+of the head's kernel and its bias instead (Adam's moments are not rescaled, as in the paper). All
+functions are pure and jittable.
 """
 
 from __future__ import annotations

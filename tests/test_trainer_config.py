@@ -1,0 +1,136 @@
+"""Config validation, task resolution, presets and the CLI's one-line errors (exit code 2)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import conftest_fake_env  # noqa: F401  (repository root on sys.path)
+import pytest
+
+from experiments import presets
+from toppo_jax import config as cfg
+from toppo_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
+    cfg.validate(cfg.Config(), 10)
+    for name, config in presets.PRESETS.items():
+        cfg.validate(config, 50)
+        cfg.validate(config, 10)
+
+
+@pytest.mark.parametrize(
+    "sections, flag, mentions",
+    [
+        ({"toppo": {"actor_combiner": "pcgard"}}, "--actor-combiner 'pcgard'", "mean, pcgrad, cagrad, fairgrad"),
+        ({"toppo": {"critic_combiner": "nash"}}, "--critic-combiner 'nash'", "fairgrad"),
+        ({"env": {"impl": "mjx"}}, "--impl 'mjx'", "mujoco, warp, jax"),
+        ({"network": {"critic_heads": "both"}}, "--critic-heads 'both'", "scalar, per_task"),
+        ({"network": {"activation": "sigmoid"}}, "--activation 'sigmoid'", "relu"),
+        ({"ppo": {"learning_rate": 0.0}}, "--learning-rate 0.0", "> 0"),
+        ({"ppo": {"num_epochs": -1}}, "--num-epochs -1", "> 0"),
+        ({"ppo": {"gamma": 1.5}}, "--gamma 1.5", "[0, 1]"),
+        ({"toppo": {"popart_beta": 1.0}}, "--popart-beta 1.0", "(0, 1)"),
+        ({"toppo": {"fairgrad_alpha": 0.0}}, "--fairgrad-alpha 0.0", "> 0"),
+        ({"train": {"total_env_steps": 0}}, "--total-env-steps 0", "> 0"),
+        ({"train": {"worst_k": (1, 0)}}, "--worst-k 1 0", "positive"),
+        ({"network": {"critic_hidden": ()}}, "--critic-hidden (empty)", "positive widths"),
+        ({"ppo": {"num_minibatches": 7}}, "--num-minibatches 7", "divisor of 8000"),
+        (
+            {"ppo": {"rollout_length": 2, "num_minibatches": 8}, "env": {"envs_per_task": 2}},
+            "--num-minibatches 8",
+            "smaller than the 10 tasks",
+        ),
+    ],
+)
+def test_validation_names_the_bad_value_and_the_choices_in_one_line(sections, flag, mentions):
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.validate(cfg.replace(cfg.Config(), **sections), 10)
+    message = str(err.value)
+    assert flag in message and mentions in message
+    assert "\n" not in message
+
+
+def test_resolve_tasks():
+    groups = {"mt2": ("reach", "push")}
+    names = ("reach", "push", "pick-place")
+    assert cfg.resolve_tasks("mt2", groups, names) == ("reach", "push")
+    assert cfg.resolve_tasks("MT2", groups, names) == ("reach", "push")
+    assert cfg.resolve_tasks("pick-place-v3", groups, names) == ("pick-place",)
+    assert cfg.resolve_tasks("push, pick-place", groups, names) == ("push", "pick-place")
+    with pytest.raises(cfg.ConfigError, match="'pick-plcae'.*did you mean pick-place"):
+        cfg.resolve_tasks("reach,pick-plcae", groups, names)
+    with pytest.raises(cfg.ConfigError, match="listed twice"):
+        cfg.resolve_tasks("reach,reach-v3", groups, names)
+
+
+def test_config_dict_round_trip():
+    config = presets.PRESETS["toppo_actor-fairgrad_critic-pcgrad"]
+    assert cfg.from_dict(json.loads(json.dumps(cfg.to_dict(config)))) == config
+
+
+def test_presets_encode_the_ablation_ladder():
+    p = presets.PRESETS
+    assert (p["mtppo"].toppo.popart, p["mtppo"].toppo.critic_layer_norm) == (False, False)
+    assert (p["mtppo"].toppo.actor_combiner, p["mtppo"].toppo.critic_combiner) == ("mean", "mean")
+    assert (p["popart"].toppo.popart, p["popart"].toppo.critic_layer_norm) == (True, False)
+    assert (p["popart_ln"].toppo.popart, p["popart_ln"].toppo.critic_layer_norm) == (True, True)
+    variant = p["toppo_actor-pcgrad_critic-cagrad"].toppo
+    assert (variant.actor_combiner, variant.critic_combiner, variant.popart) == ("pcgrad", "cagrad", True)
+    assert p["mt50"].env.tasks == "mt50" and p["mt50"].toppo.cagrad_c == 0.5 and p["mt10"].toppo.cagrad_c == 0.9
+    assert p["mt50"].train.total_env_steps == 50 * 2_000_000
+
+
+def test_unknown_preset_suggests_the_closest():
+    with pytest.raises(cfg.ConfigError, match="'popart-ln' is unknown \\(did you mean popart_ln"):
+        presets.get_preset("popart-ln")
+
+
+def test_parse_args_preset_then_flag_overrides():
+    config = train.parse_args(["--preset", "mtppo", "--tasks", "mt50", "--seed", "4", "--actor-hidden", "64", "64"])
+    assert config.toppo.popart is False and config.env.tasks == "mt50"
+    assert config.train.seed == 4 and config.network.actor_hidden == (64, 64)
+    assert train.parse_args(["--no-popart"]).toppo.popart is False
+
+
+@pytest.mark.parametrize(
+    "argv, mentions",
+    [
+        (["--actor-combiner", "pcgard"], "did you mean pcgrad"),
+        (["--preset", "mt5O"], "did you mean mt50"),
+        (["--seedx", "3"], "--seedx"),
+        (["--seed", "abc"], "--seed"),
+        (["--tasks", "fake-rech-0"], "did you mean fake-reach-0"),
+        (["--num-minibatches", "3"], "--num-minibatches 3"),
+    ],
+)
+def test_main_bad_input_exits_2_with_one_line(argv, mentions, capsys):
+    if "--tasks" not in argv:
+        argv = argv + ["--tasks", "fake4"]
+    code = train.main(argv, task_catalog=(conftest_fake_env.GROUPS, conftest_fake_env.TASKS))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and mentions in err
+
+
+def test_cli_resolves_tasks_through_the_port_registry():
+    assert train.resolve_tasks("reach-v3") == ("reach",)
+    assert train.resolve_tasks("mt10")[:3] == ("reach", "push", "pick-place")
+    with pytest.raises(cfg.ConfigError, match="--tasks 'rech'.*reach"):
+        train.resolve_tasks("rech")
+
+
+def test_cli_process_exit_code_2_without_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "toppo_jax.train", "--tasks", "mt10", "--critic-combiner", "cagard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "--critic-combiner 'cagard'" in proc.stderr and "mean, pcgrad, cagrad, fairgrad" in proc.stderr

@@ -1,0 +1,217 @@
+"""Frozen dataclass configuration of a TOPPO run, its validation, and task-list resolution.
+
+Defaults reproduce the paper setting as far as it is known (DESIGN.md section 5): the 717K-parameter
+networks, Meta-World+ reference PPO settings, per-task PopArt and a LayerNorm critic. What the paper
+does not say (which combiner on which side, PopArt step size, rollout shape) is a stated guess to be
+settled by sweeps. Field names are unique across sections so the CLI exposes them as flat flags
+(`--tasks`, `--seed`, `--total-env-steps`, ...). `validate` is the edge check: it raises `ConfigError`
+with one line naming the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Mapping, Sequence
+
+from toppo_jax.combiners import COMBINERS
+from toppo_jax.networks import ACTIVATIONS
+
+IMPLS = ("mujoco", "warp", "jax")
+CRITIC_HEADS = ("scalar", "per_task")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the value and the valid choices."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    tasks: str = "mt10"  # mt10, mt50, one task name (MT1) or a comma-separated list
+    envs_per_task: int = 16  # x rollout_length 500 = 8000 samples per task, 250 per minibatch
+    impl: str = "mujoco"  # physics backend: mujoco | warp | jax
+    staggered: bool = True  # spread episode starts so time-outs do not all land on the same step
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    gamma: float = 0.99
+    gae_lambda: float = 0.97
+    clip_eps: float = 0.2
+    entropy_coef: float = 5e-3
+    learning_rate: float = 3e-4
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 1.0
+    num_epochs: int = 16
+    num_minibatches: int = 32
+    rollout_length: int = 500  # steps per env per iteration
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    actor_hidden: tuple[int, ...] = (400, 400, 400)
+    critic_hidden: tuple[int, ...] = (400, 400, 400)
+    activation: str = "relu"
+    critic_heads: str = "scalar"  # scalar (per-task PopArt affine) | per_task (one head per task)
+    ln_affine: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ToppoConfig:
+    popart: bool = True
+    popart_beta: float = 3e-4
+    critic_layer_norm: bool = True
+    actor_combiner: str = "pcgrad"  # mean | pcgrad | cagrad | fairgrad
+    critic_combiner: str = "cagrad"
+    cagrad_c: float = 0.5
+    fairgrad_alpha: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    total_env_steps: int = 20_000_000
+    iterations_per_chunk: int = 1  # K iterations per jitted call
+    eval_every: int = 2_000_000  # env steps between evaluations (0: only at the end)
+    eval_episodes: int = 50  # episodes per task, one per goal of its 50-goal table
+    worst_k: tuple[int, ...] = (1, 3, 5, 10)
+    out: str = "runs/toppo"
+    num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, one compile)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    env: EnvConfig = EnvConfig()
+    ppo: PPOConfig = PPOConfig()
+    network: NetworkConfig = NetworkConfig()
+    toppo: ToppoConfig = ToppoConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def replace(config: Config, **sections: Mapping) -> Config:
+    """Config with fields of some sections replaced: replace(c, ppo={"num_epochs": 4})."""
+    return dataclasses.replace(
+        config, **{name: dataclasses.replace(getattr(config, name), **fields) for name, fields in sections.items()}
+    )
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: Mapping) -> Config:
+    sections = {}
+    for field in dataclasses.fields(Config):
+        cls = type(getattr(Config(), field.name))
+        values = dict(data.get(field.name, {}))
+        for f in dataclasses.fields(cls):
+            if f.name in values and isinstance(values[f.name], list):
+                values[f.name] = tuple(values[f.name])
+        sections[field.name] = cls(**values)
+    return Config(**sections)
+
+
+# ---------------------------------------------------------------------------------- validation
+
+
+def _suggest(value: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _choice(flag: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag} {value!r} is not valid; choose one of: {', '.join(choices)}{_suggest(value, choices)}")
+
+
+def _positive(flag: str, value, *, allow_zero: bool = False) -> None:
+    if not (value >= 0 if allow_zero else value > 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{flag} {value} is not valid; it must be {bound}")
+
+
+def _unit(flag: str, value: float, *, closed: bool = True) -> None:
+    ok = 0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0
+    if not ok:
+        interval = "[0, 1]" if closed else "(0, 1)"
+        raise ConfigError(f"{flag} {value} is not valid; it must lie in {interval}")
+
+
+def validate(config: Config, num_tasks: int | None = None) -> Config:
+    """Check every value a person can set; raise ConfigError (one line) on the first bad one.
+
+    Minibatches are stratified by task, so each task's rollout batch (rollout_length x
+    envs_per_task samples) must split evenly into num_minibatches: then every minibatch holds every
+    task, at least once. `num_tasks`, when known, only makes the message concrete.
+    """
+    env, ppo, net, top, train = config.env, config.ppo, config.network, config.toppo, config.train
+    _choice("--impl", env.impl, IMPLS)
+    _positive("--envs-per-task", env.envs_per_task)
+    _unit("--gamma", ppo.gamma)
+    _unit("--gae-lambda", ppo.gae_lambda)
+    _positive("--clip-eps", ppo.clip_eps)
+    _positive("--entropy-coef", ppo.entropy_coef, allow_zero=True)
+    _positive("--learning-rate", ppo.learning_rate)
+    _positive("--adam-eps", ppo.adam_eps)
+    _positive("--max-grad-norm", ppo.max_grad_norm)
+    _positive("--num-epochs", ppo.num_epochs)
+    _positive("--num-minibatches", ppo.num_minibatches)
+    _positive("--rollout-length", ppo.rollout_length)
+    for flag, hidden in (("--actor-hidden", net.actor_hidden), ("--critic-hidden", net.critic_hidden)):
+        if len(hidden) == 0 or any(h <= 0 for h in hidden):
+            raise ConfigError(f"{flag} {' '.join(map(str, hidden)) or '(empty)'} is not valid; give one or more positive widths")
+    _choice("--activation", net.activation, tuple(ACTIVATIONS))
+    _choice("--critic-heads", net.critic_heads, CRITIC_HEADS)
+    _unit("--popart-beta", top.popart_beta, closed=False)
+    _choice("--actor-combiner", top.actor_combiner, COMBINERS)
+    _choice("--critic-combiner", top.critic_combiner, COMBINERS)
+    _positive("--cagrad-c", top.cagrad_c, allow_zero=True)
+    _positive("--fairgrad-alpha", top.fairgrad_alpha)
+    _positive("--total-env-steps", train.total_env_steps)
+    _positive("--iterations-per-chunk", train.iterations_per_chunk)
+    _positive("--eval-every", train.eval_every, allow_zero=True)
+    _positive("--eval-episodes", train.eval_episodes)
+    _positive("--num-seeds", train.num_seeds)
+    if len(train.worst_k) == 0 or any(k <= 0 for k in train.worst_k):
+        raise ConfigError(f"--worst-k {' '.join(map(str, train.worst_k)) or '(empty)'} is not valid; give one or more positive k")
+    if not train.out:
+        raise ConfigError("--out '' is not valid; give an output directory")
+    per_task = ppo.rollout_length * env.envs_per_task
+    if ppo.num_minibatches > per_task:
+        tasks = f"{num_tasks} tasks" if num_tasks is not None else "number of tasks"
+        raise ConfigError(
+            f"--num-minibatches {ppo.num_minibatches} makes minibatches smaller than the {tasks}: each task has only "
+            f"rollout_length x envs_per_task = {per_task} samples; choose at most {per_task}"
+        )
+    if per_task % ppo.num_minibatches:
+        raise ConfigError(
+            f"--num-minibatches {ppo.num_minibatches} does not divide the per-task batch rollout_length x "
+            f"envs_per_task = {per_task}; choose a divisor of {per_task}"
+        )
+    return config
+
+
+# ------------------------------------------------------------------------------------ tasks
+
+
+def resolve_tasks(spec: str, groups: Mapping[str, Sequence[str]], names: Sequence[str]) -> tuple[str, ...]:
+    """`mt10`/`mt50` (any key of `groups`), one name, or a comma list -> task names, in benchmark order
+    for a group and as given otherwise. A `-v3` suffix is accepted and dropped."""
+    spec = spec.strip()
+    if spec.lower() in groups:
+        return tuple(groups[spec.lower()])
+    tasks = []
+    for raw in spec.split(","):
+        name = raw.strip().removesuffix("-v3")
+        if name not in names:
+            choices = [*groups, *names]
+            raise ConfigError(
+                f"--tasks {raw.strip()!r} is not a task or benchmark{_suggest(name, choices)}; "
+                f"valid: {', '.join(groups)} or task names such as {', '.join(list(names)[:3])}, ..."
+            )
+        if name in tasks:
+            raise ConfigError(f"--tasks {name!r} is listed twice; give each task once")
+        tasks.append(name)
+    if not tasks:
+        raise ConfigError(f"--tasks {spec!r} is empty; valid: {', '.join(groups)} or a comma-separated list")
+    return tuple(tasks)

@@ -1,0 +1,515 @@
+"""The TOPPO trainer: `make_train(config, env)` builds pure, jittable `init` and `train_chunk`, and
+`main()` is the host loop behind `python -m toppo_jax.train` (DESIGN.md contract 2).
+
+One call of `train_chunk` runs K iterations, each: a `lax.scan` rollout of the batched env, a running
+observation-normaliser update, GAE with truncation bootstrapping, then epochs of task-stratified
+minibatches. In a minibatch, PopArt first updates every task's statistics and ART-rescales the value
+output; per-task actor and critic losses are vmapped over the task axis to give per-task gradients of
+each side, each side's combiner turns them into one gradient, and optax applies it. The training
+state is one dataclass; the host loop only times, evaluates, logs and (later) checkpoints. Seeds
+vmap through one compile (`--num-seeds`).
+
+metrics.jsonl has one line per seed per chunk: `seed`, `env_steps`, `sps` (env steps of all seeds per
+second of training, evaluation excluded), `perf/compile_s` (first line), `train/value_loss`
+(normalised units), `train/policy_loss`, `train/entropy`, `train/approx_kl`, `train/clip_frac`,
+`train/explained_variance`, critic diagnostics `train/d1`, `train/d2`, `train/grad_norm/<task>`, actor
+diagnostics `train/actor_d1`, `train/actor_d2`, `train/actor_grad_norm/<task>`, the combined update
+norms, `train/popart_sigma/<task>`, `train/popart_mean/<task>`, training-episode success
+`train/success_mean`, `train/success/<task>`, and after an evaluation `eval/success_mean`,
+`eval/success_worst_<k>`, `eval/success/<task>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from toppo_jax import combiners, config as cfg, evaluate as ev, networks as nets, popart, ppo
+
+# ------------------------------------------------------------------------------- train state
+
+
+@struct.dataclass
+class TrainState:
+    actor_params: Any
+    critic_params: Any
+    actor_opt_state: Any
+    critic_opt_state: Any
+    popart: popart.PopArtState
+    obs_stats: ppo.RunningStats
+    env_state: Any
+    rng: jax.Array
+    env_steps: jax.Array  # int32 scalar, env steps taken by this seed
+    iteration: jax.Array  # int32 scalar
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """What `make_train` returns: pure functions plus the sizes the host loop needs."""
+
+    init: Callable[[jax.Array], TrainState]
+    train_chunk: Callable[[TrainState], tuple[TrainState, dict]]
+    evaluate: Callable[[TrainState], jax.Array] | None  # state -> per-task success [T]
+    networks: nets.Networks
+    task_names: tuple[str, ...]
+    env_steps_per_chunk: int
+
+
+def _by_task(x: jax.Array, num_tasks: int) -> jax.Array:
+    """Time-major [L, N, ...] (env i is task i // E) -> per-task [T, L * E, ...]."""
+    length, num_envs = x.shape[:2]
+    per = num_envs // num_tasks
+    x = x.reshape((length, num_tasks, per) + x.shape[2:])
+    return jnp.moveaxis(x, 1, 0).reshape((num_tasks, length * per) + x.shape[3:])
+
+
+def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
+    """Build the trainer for `env` (the `envs.make_multitask` API); `eval_env` (eval_mode) enables evaluate."""
+    ppo_c, net_c, top, train_c = config.ppo, config.network, config.toppo, config.train
+    num_tasks, num_envs = env.num_tasks, env.num_envs
+    if num_envs != num_tasks * env.envs_per_task:
+        raise cfg.ConfigError(f"env has {num_envs} envs, expected num_tasks x envs_per_task = {num_tasks * env.envs_per_task}")
+    cfg.validate(cfg.replace(config, env={"envs_per_task": env.envs_per_task}), num_tasks)
+    base_obs = env.observation_size - num_tasks  # the one-hot task id is not normalised
+    length, num_minibatches, k_iters = ppo_c.rollout_length, ppo_c.num_minibatches, train_c.iterations_per_chunk
+
+    networks = nets.make_networks(
+        env.observation_size,
+        env.action_size,
+        num_tasks,
+        actor_hidden=net_c.actor_hidden,
+        critic_hidden=net_c.critic_hidden,
+        activation=net_c.activation,
+        critic_layer_norm=top.critic_layer_norm,
+        ln_affine=net_c.ln_affine,
+        per_task_heads=net_c.critic_heads == "per_task",
+    )
+    # One stateless transformation; actor and critic keep separate optimizer states.
+    tx = ppo.make_optimizer(ppo_c.learning_rate, ppo_c.adam_eps, ppo_c.max_grad_norm)
+    task_of_env = jnp.asarray(np.arange(num_envs) // env.envs_per_task, jnp.int32)
+    task_ids = jnp.arange(num_tasks, dtype=jnp.int32)
+
+    def init(rng: jax.Array) -> TrainState:
+        rng, net_rng, env_rng = jax.random.split(rng, 3)
+        actor_params, critic_params = networks.init(net_rng)
+        return TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            actor_opt_state=tx.init(actor_params),
+            critic_opt_state=tx.init(critic_params),
+            popart=popart.init_popart(num_tasks),
+            obs_stats=ppo.init_running_stats(base_obs),
+            env_state=env.reset(env_rng),
+            rng=rng,
+            env_steps=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    # ---------------------------------------------------------------------------- rollout
+
+    def rollout(state: TrainState, rng: jax.Array):
+        def env_step(env_state, key):
+            obs = env_state.obs
+            mean, log_std = networks.actor.apply(state.actor_params, ppo.normalize_obs(state.obs_stats, obs))
+            action, u, log_prob = nets.sample_action(key, mean, log_std)
+            nxt = env.step(env_state, action)
+            transition = ppo.Transition(
+                obs=obs,
+                action_u=u,
+                log_prob=log_prob,
+                reward=nxt.reward,
+                done=nxt.done,
+                truncation=nxt.info["truncation"],
+                final_obs=nxt.info["final_obs"],
+                success=nxt.info["episode_success"],
+            )
+            return nxt, transition
+
+        return jax.lax.scan(env_step, state.env_state, jax.random.split(rng, length))
+
+    # ------------------------------------------------------------------------- minibatch
+
+    def actor_loss(params, samples, key):
+        return ppo.actor_task_loss(params, networks.actor.apply, samples, key, ppo_c.clip_eps, ppo_c.entropy_coef)
+
+    def critic_loss(params, popart_state, samples):
+        return ppo.critic_task_loss(params, networks.critic.apply, popart_state, samples)
+
+    per_task_actor_grads = jax.vmap(jax.grad(actor_loss, has_aux=True), in_axes=(None, 0, 0))
+    per_task_critic_grads = jax.vmap(jax.grad(critic_loss, has_aux=True), in_axes=(None, None, 0))
+
+    def minibatch_step(carry, xs):
+        actor_params, critic_params, actor_opt, critic_opt, popart_state = carry
+        samples, key = xs
+        if top.popart:
+            # van Hasselt et al. 2016, Alg. 1: statistics and ART first, then SGD on the new targets.
+            popart_state, critic_params = popart.update_and_rescale(
+                popart_state, critic_params, samples.target, top.popart_beta
+            )
+        ent_key, actor_key, critic_key = jax.random.split(key, 3)
+        actor_grads, (surrogate, entropy, kl, clip_frac) = per_task_actor_grads(
+            actor_params, samples, jax.random.split(ent_key, num_tasks)
+        )
+        critic_grads, value_losses = per_task_critic_grads(critic_params, popart_state, samples)
+        comb = dict(cagrad_c=top.cagrad_c, fairgrad_alpha=top.fairgrad_alpha)
+        actor_dir, actor_gram = combiners.combine(top.actor_combiner, actor_grads, actor_key, **comb)
+        critic_dir, critic_gram = combiners.combine(top.critic_combiner, critic_grads, critic_key, **comb)
+        updates, actor_opt = tx.update(actor_dir, actor_opt, actor_params)
+        actor_params = optax.apply_updates(actor_params, updates)
+        updates, critic_opt = tx.update(critic_dir, critic_opt, critic_params)
+        critic_params = optax.apply_updates(critic_params, updates)
+        critic_diag = combiners.diagnostics_from_gram(critic_gram)
+        actor_diag = combiners.diagnostics_from_gram(actor_gram)
+        metrics = {
+            "policy_loss": jnp.mean(surrogate),
+            "entropy": jnp.mean(entropy),
+            "approx_kl": jnp.mean(kl),
+            "clip_frac": jnp.mean(clip_frac),
+            "value_loss": jnp.mean(value_losses),
+            "d1": critic_diag["d1"],
+            "d2": critic_diag["d2"],
+            "grad_norm": critic_diag["grad_norms"],
+            "actor_d1": actor_diag["d1"],
+            "actor_d2": actor_diag["d2"],
+            "actor_grad_norm": actor_diag["grad_norms"],
+            "actor_update_norm": optax.tree.norm(actor_dir),
+            "critic_update_norm": optax.tree.norm(critic_dir),
+        }
+        return (actor_params, critic_params, actor_opt, critic_opt, popart_state), metrics
+
+    # ------------------------------------------------------------------------- iteration
+
+    def iteration(state: TrainState, _):
+        rng, rollout_rng, epoch_rng = jax.random.split(state.rng, 3)
+        env_state, traj = rollout(state, rollout_rng)
+
+        # Normaliser first (Brax order): values, GAE and the update all see the same statistics.
+        obs_stats = ppo.update_running_stats(state.obs_stats, traj.obs[..., :base_obs])
+
+        def value(obs):
+            head_out = networks.critic.apply(state.critic_params, ppo.normalize_obs(obs_stats, obs))
+            return popart.unnormalized_value(state.popart, head_out, task_of_env)
+
+        values = value(traj.obs)
+        advantages, targets = ppo.gae(
+            traj.reward,
+            values,
+            traj.done,
+            traj.truncation,
+            value(traj.final_obs),
+            value(env_state.obs),
+            ppo_c.gamma,
+            ppo_c.gae_lambda,
+        )
+        batch = ppo.TaskSamples(
+            obs=_by_task(ppo.normalize_obs(obs_stats, traj.obs), num_tasks),
+            action_u=_by_task(traj.action_u, num_tasks),
+            old_log_prob=_by_task(traj.log_prob, num_tasks),
+            advantage=ppo.normalize_per_task(_by_task(advantages, num_tasks)),
+            target=_by_task(targets, num_tasks),
+            task_id=task_ids,
+        )
+
+        def epoch(carry, key):
+            perm_key, step_key = jax.random.split(key)
+            minibatches = ppo.stratified_minibatches(perm_key, batch._replace(task_id=None), num_minibatches)
+            minibatches = minibatches._replace(task_id=jnp.broadcast_to(task_ids, (num_minibatches, num_tasks)))
+            return jax.lax.scan(minibatch_step, carry, (minibatches, jax.random.split(step_key, num_minibatches)))
+
+        carry = (state.actor_params, state.critic_params, state.actor_opt_state, state.critic_opt_state, state.popart)
+        carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(epoch_rng, ppo_c.num_epochs))
+        metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=(0, 1)), metrics)
+        actor_params, critic_params, actor_opt, critic_opt, popart_state = carry
+
+        done_by_task = _by_task(traj.done, num_tasks)
+        metrics.update(
+            episodes=jnp.sum(done_by_task, axis=1),
+            successes=jnp.sum(done_by_task * _by_task(traj.success, num_tasks), axis=1),
+            reward_mean=jnp.mean(traj.reward),
+            explained_variance=ppo.explained_variance(values, targets),
+            popart_sigma=popart.popart_sigma(popart_state),
+            popart_mean=popart_state.mean,
+        )
+        new_state = TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            actor_opt_state=actor_opt,
+            critic_opt_state=critic_opt,
+            popart=popart_state,
+            obs_stats=obs_stats,
+            env_state=env_state,
+            rng=rng,
+            env_steps=state.env_steps + length * num_envs,
+            iteration=state.iteration + 1,
+        )
+        return new_state, metrics
+
+    def train_chunk(state: TrainState) -> tuple[TrainState, dict]:
+        state, per_iter = jax.lax.scan(iteration, state, None, length=k_iters)
+        metrics = {}
+        for key, x in per_iter.items():
+            if key in ("episodes", "successes"):
+                metrics[key] = jnp.sum(x, axis=0)
+            elif key in ("popart_sigma", "popart_mean"):
+                metrics[key] = x[-1]
+            else:
+                metrics[key] = jnp.mean(x, axis=0)
+        metrics["env_steps"] = state.env_steps
+        return state, metrics
+
+    evaluate = None
+    if eval_env is not None:
+        eval_fn = ev.make_evaluate(eval_env, networks)
+
+        def evaluate(state: TrainState) -> jax.Array:
+            # A fixed key: the eval env's goals are fixed by eval_mode; this only feeds its reset.
+            return eval_fn(state.actor_params, state.obs_stats, jax.random.PRNGKey(0))
+
+    return Trainer(
+        init=init,
+        train_chunk=train_chunk,
+        evaluate=evaluate,
+        networks=networks,
+        task_names=tuple(env.task_names),
+        env_steps_per_chunk=k_iters * length * num_envs,
+    )
+
+
+# ---------------------------------------------------------------------------------- host side
+
+
+def chunk_metrics(metrics: dict, task_names: Sequence[str]) -> dict[str, float]:
+    """One seed's chunk metrics (numpy) -> stable names: train/<scalar>, train/<name>/<task>."""
+    out = {}
+    episodes = np.asarray(metrics["episodes"], np.float64)
+    successes = np.asarray(metrics["successes"], np.float64)
+    for key, value in metrics.items():
+        value = np.asarray(value)
+        if key in ("episodes", "successes", "env_steps"):
+            continue
+        if value.ndim == 0:
+            out[f"train/{key}"] = float(value)
+        else:
+            out.update({f"train/{key}/{name}": float(v) for name, v in zip(task_names, value)})
+    if episodes.sum() > 0:
+        out["train/success_mean"] = float(successes.sum() / episodes.sum())
+        for name, s, n in zip(task_names, successes, episodes):
+            if n > 0:
+                out[f"train/success/{name}"] = float(s / n)
+    out["train/episodes"] = float(episodes.sum())
+    return out
+
+
+def setup_compilation_cache() -> str:
+    """Persistent XLA cache in $TOPPO_CACHE_DIR/jax (default ~/.cache/toppo_jax/jax); every compile is cached."""
+    root = os.environ.get("TOPPO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "toppo_jax")
+    path = os.path.join(root, "jax")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def _condense(text: str) -> str:
+    """tyro's boxed error -> one line: its message without the panel title, borders and help text."""
+    keep = []
+    for line in text.splitlines():
+        line = line.strip().strip("│╭╮╰╯─|").strip()
+        if not line or set(line) <= set("─-━ "):
+            continue
+        if line.startswith(("For full helptext", "usage:", "Argument helptext")):
+            break
+        keep.append(re.sub(r"\s+", " ", line))
+    return " ".join(keep[1:] or keep) or "invalid arguments"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> cfg.Config:
+    """`--preset NAME` picks the base config (experiments/presets.py); every other flag overrides it."""
+    import tyro
+
+    from experiments import presets
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    preset = None
+    for i, arg in enumerate(argv):
+        if arg == "--preset":
+            if i + 1 >= len(argv):
+                raise cfg.ConfigError(f"--preset needs a name; valid: {presets.describe()}")
+            preset = argv[i + 1]
+            argv = argv[:i] + argv[i + 2 :]
+            break
+        if arg.startswith("--preset="):
+            preset = arg.split("=", 1)[1]
+            argv = argv[:i] + argv[i + 1 :]
+            break
+    base = presets.get_preset(preset) if preset is not None else cfg.Config()
+    kwargs = dict(
+        default=base,
+        args=argv,
+        prog="python -m toppo_jax.train",
+        description=f"Train TOPPO. --preset NAME picks a named config: {presets.describe()}.",
+        config=(tyro.conf.OmitArgPrefixes,),
+    )
+    if "-h" in argv or "--help" in argv:
+        return tyro.cli(cfg.Config, **kwargs)
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
+            return tyro.cli(cfg.Config, **kwargs)
+    except SystemExit:
+        raise cfg.ConfigError(_condense(buffer.getvalue())) from None
+
+
+def _default_make_env(tasks, envs_per_task, **kwargs):
+    from envs import make_multitask
+
+    return make_multitask(list(tasks), envs_per_task, **kwargs)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}" if math.isfinite(x) else str(x)
+
+
+def run(config: cfg.Config, tasks: Sequence[str], make_env: Callable = _default_make_env) -> list[dict]:
+    """Train one config (num_seeds seeds vmapped) and write DIR/config.json and DIR/metrics.jsonl."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    env_c, train_c = config.env, config.train
+    cache_dir = setup_compilation_cache()
+    out = Path(train_c.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered)
+    eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True)
+    trainer = make_train(config, env, eval_env)
+    num_seeds = train_c.num_seeds
+    seeds = [train_c.seed + i for i in range(num_seeds)]
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+
+    # One seed runs unbatched so envs whose step is a host callback need no vmap rule.
+    if num_seeds == 1:
+        init_fn, chunk_fn, eval_fn = trainer.init, trainer.train_chunk, trainer.evaluate
+        keys = keys[0]
+    else:
+        init_fn, chunk_fn, eval_fn = (jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
+
+    def per_seed(tree, i):
+        return jax.tree_util.tree_map(lambda x: np.asarray(x) if num_seeds == 1 else np.asarray(x)[i], tree)
+
+    actor_params, critic_params = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))
+    (out / "config.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.to_dict(config),
+                "tasks": list(tasks),
+                "seeds": seeds,
+                "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
+                "env_steps_per_chunk": trainer.env_steps_per_chunk,
+                "jax": jax.__version__,
+                "devices": [str(d) for d in jax.devices()],
+                "compilation_cache": cache_dir,
+            },
+            indent=2,
+        )
+    )
+
+    # Checkpoint restore goes here (checkpoint.py): a state restored from DIR/checkpoints replaces init.
+    state = jax.jit(init_fn)(keys)
+    with warnings.catch_warnings():
+        # CPU backends cannot reuse donated buffers and say so on every call.
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+        t0 = time.perf_counter()
+        chunk = jax.jit(chunk_fn, donate_argnums=0).lower(state).compile()
+        evaluate = jax.jit(eval_fn).lower(state).compile()
+        compile_s = time.perf_counter() - t0
+
+    steps_per_chunk = trainer.env_steps_per_chunk
+    num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
+    lines: list[dict] = []
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with open(out / "metrics.jsonl", "w") as log, Progress(*columns, console=console) as progress:
+        bar = progress.add_task("toppo", total=num_chunks * steps_per_chunk, status=f"compile {compile_s:.1f}s")
+        for c in range(num_chunks):
+            t_start = time.perf_counter()
+            state, metrics = chunk(state)
+            metrics = jax.device_get(metrics)
+            elapsed = time.perf_counter() - t_start
+            env_steps = (c + 1) * steps_per_chunk
+            every = train_c.eval_every
+            crossed = every > 0 and env_steps // every > (env_steps - steps_per_chunk) // every
+            evaluate_now = crossed or c == num_chunks - 1
+            eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
+            status = []
+            for i, seed in enumerate(seeds):
+                m = per_seed(metrics, i)
+                line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_seeds / elapsed}
+                if c == 0:
+                    line["perf/compile_s"] = compile_s
+                line.update(chunk_metrics(m, trainer.task_names))
+                if eval_success is not None:
+                    line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
+                    status.append(f"eval {_fmt(line['eval/success_mean'])}")
+                log.write(json.dumps(line) + "\n")
+                log.flush()
+                lines.append(line)
+            # Checkpoint save goes here, after the metrics of this chunk are on disk.
+            progress.update(bar, advance=steps_per_chunk, status=f"{lines[-1]['sps']:,.0f} sps " + " ".join(status))
+    return lines
+
+
+def resolve_tasks(spec: str, task_catalog=None) -> tuple[str, ...]:
+    """Task names for --tasks: from `task_catalog` = (groups, names) when given (tests), else the
+    port's registry (`envs.resolve_tasks`: mt10, mt50, names with or without -v3, ported tasks only)."""
+    if task_catalog is not None:
+        return cfg.resolve_tasks(spec, *task_catalog)
+    import envs
+
+    try:
+        return tuple(envs.resolve_tasks(spec))
+    except ValueError as err:
+        raise cfg.ConfigError(f"--tasks {spec!r}: {err}") from None
+
+
+def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None, task_catalog=None) -> int:
+    """CLI entry. Bad input: one line on stderr naming the value and the choices, exit code 2.
+
+    `make_env` (signature of `envs.make_multitask`) and `task_catalog` let tests inject another env.
+    """
+    try:
+        config = parse_args(argv)
+        tasks = resolve_tasks(config.env.tasks, task_catalog)
+        cfg.validate(config, len(tasks))
+    except cfg.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run(config, tasks, make_env or _default_make_env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
