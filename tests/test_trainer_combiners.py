@@ -2,7 +2,7 @@
 
 import itertools
 
-import conftest_fake_env  # noqa: F401  (repository root on sys.path)
+from conftest_fake_env import fast_jit
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,11 +10,11 @@ import pytest
 
 from toppo_jax import combiners
 
-jit_pcgrad = jax.jit(combiners.pcgrad)
-jit_cagrad = jax.jit(combiners.cagrad, static_argnums=1)
-jit_fairgrad = jax.jit(combiners.fairgrad, static_argnums=1)
-jit_cagrad_weights = jax.jit(combiners.cagrad_weights, static_argnums=1)
-jit_fairgrad_weights = jax.jit(combiners.fairgrad_weights, static_argnums=1)
+jit_pcgrad = fast_jit(combiners.pcgrad)
+jit_cagrad = fast_jit(combiners.cagrad, static_argnums=1)
+jit_fairgrad = fast_jit(combiners.fairgrad, static_argnums=1)
+jit_cagrad_weights = fast_jit(combiners.cagrad_weights, static_argnums=1)
+jit_fairgrad_weights = fast_jit(combiners.fairgrad_weights, static_argnums=1)
 
 
 def _as_tree(matrix):
@@ -178,10 +178,10 @@ def test_combiners_jit_and_vmap_over_a_batch_of_task_stacks():
     batched = _as_tree(stacks.reshape(-1, 5))
     batched = jax.tree_util.tree_map(lambda x: x.reshape((3, 4) + x.shape[1:]), batched)
     cases = {
-        "pcgrad": (jax.jit(jax.vmap(combiners.pcgrad))(batched, keys), lambda i: jit_pcgrad(_as_tree(stacks[i]), keys[i])),
-        "cagrad": (jax.jit(jax.vmap(lambda t: combiners.cagrad(t, 0.5)))(batched), lambda i: jit_cagrad(_as_tree(stacks[i]), 0.5)),
+        "pcgrad": (fast_jit(jax.vmap(combiners.pcgrad))(batched, keys), lambda i: jit_pcgrad(_as_tree(stacks[i]), keys[i])),
+        "cagrad": (fast_jit(jax.vmap(lambda t: combiners.cagrad(t, 0.5)))(batched), lambda i: jit_cagrad(_as_tree(stacks[i]), 0.5)),
         "fairgrad": (
-            jax.jit(jax.vmap(lambda t: combiners.fairgrad(t, 2.0)))(batched),
+            fast_jit(jax.vmap(lambda t: combiners.fairgrad(t, 2.0)))(batched),
             lambda i: jit_fairgrad(_as_tree(stacks[i]), 2.0),
         ),
     }
@@ -201,7 +201,7 @@ def test_combine_dispatches_to_the_named_combiner(name):
         "cagrad": lambda: jit_cagrad(_as_tree(g), 0.3),
         "fairgrad": lambda: jit_fairgrad(_as_tree(g), 1.5),
     }[name]()
-    out, gram = jax.jit(lambda t, k: combiners.combine(name, t, k, cagrad_c=0.3, fairgrad_alpha=1.5))(_as_tree(g), key)
+    out, gram = fast_jit(lambda t, k: combiners.combine(name, t, k, cagrad_c=0.3, fairgrad_alpha=1.5))(_as_tree(g), key)
     np.testing.assert_allclose(_flat(out), _flat(direct), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gram, g @ g.T, rtol=1e-5)
     with pytest.raises(ValueError, match="pcgard.*mean, pcgrad, cagrad, fairgrad"):
@@ -215,7 +215,7 @@ def test_diagnostics_by_hand():
     # g1 = (3, 0), g2 = (0, 1), g3 = (1, 1): squared norms 9, 1, 2 -> D1 = log10(9 / 1).
     # Cosines: (1,2) 0, (1,3) 1/sqrt2, (2,3) 1/sqrt2 -> D2 = (0 + 2/sqrt2) / 3.
     g = np.array([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    out = jax.jit(combiners.diagnostics)(_as_tree(g))
+    out = fast_jit(combiners.diagnostics)(_as_tree(g))
     np.testing.assert_allclose(out["grad_norms"], [3.0, 1.0, np.sqrt(2)], rtol=1e-6)
     assert float(out["d1"]) == pytest.approx(np.log10(9.0), rel=1e-6)
     assert float(out["d2"]) == pytest.approx(np.sqrt(2) / 3, rel=1e-6)

@@ -1,6 +1,6 @@
 """Networks: the MT50 parameter count, pre-activation LayerNorm, and the squashed-Gaussian maths."""
 
-import conftest_fake_env  # noqa: F401  (repository root on sys.path)
+from conftest_fake_env import fast_jit
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,9 +53,10 @@ def test_critic_layer_norm_sits_before_the_activation(layer_norm):
     # positively homogeneous, so scaling three hidden layers by c scales the head's input by c^3.
     critic = nets.Critic(hidden=(16, 16, 16), layer_norm=layer_norm)
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, 12))
-    params = critic.init(jax.random.PRNGKey(0), obs)
-    out = critic.apply(params, obs)
-    scaled = critic.apply(_scale_hidden_layers(params, 3.0), obs)
+    params = fast_jit(critic.init)(jax.random.PRNGKey(0), obs)
+    apply = fast_jit(critic.apply)
+    out = apply(params, obs)
+    scaled = apply(_scale_hidden_layers(params, 3.0), obs)
     if layer_norm:
         np.testing.assert_allclose(scaled, out, rtol=1e-4, atol=1e-5)
         assert not any("LayerNorm" in k for k in params["params"])  # no affine by default
@@ -67,9 +68,9 @@ def test_critic_layer_norm_sits_before_the_activation(layer_norm):
 def test_actor_outputs_bounded_log_std_and_tanh_mean_action():
     actor = nets.Actor(hidden=(8,), action_size=4)
     obs = 100.0 * jax.random.normal(jax.random.PRNGKey(2), (64, 10))
-    params = actor.init(jax.random.PRNGKey(0), obs)
+    params = fast_jit(actor.init)(jax.random.PRNGKey(0), obs)
     params["params"]["head"]["kernel"] = params["params"]["head"]["kernel"] * 1e4
-    mean, log_std = actor.apply(params, obs)
+    mean, log_std = fast_jit(actor.apply)(params, obs)
     assert mean.shape == log_std.shape == (64, 4)
     assert float(log_std.min()) >= nets.LOG_STD_MIN and float(log_std.max()) <= nets.LOG_STD_MAX
     assert float(log_std.min()) == nets.LOG_STD_MIN and float(log_std.max()) == nets.LOG_STD_MAX

@@ -1,6 +1,6 @@
 """Per-task PopArt: statistics, ART on hand-computed numbers, and output preservation for every task."""
 
-import conftest_fake_env  # noqa: F401  (repository root on sys.path)
+from conftest_fake_env import fast_jit
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,15 +50,15 @@ def test_normalize_denormalize_round_trip():
 def test_art_preserves_every_tasks_unnormalised_prediction(per_task_heads):
     num_tasks, n = 4, 16
     networks = nets.make_networks(7 + num_tasks, 4, num_tasks, critic_hidden=(32, 32), per_task_heads=per_task_heads)
-    _, params = networks.init(jax.random.PRNGKey(0))
+    _, params = fast_jit(networks.init)(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (num_tasks, n, 7 + num_tasks))
     task_id = jnp.repeat(jnp.arange(num_tasks)[:, None], n, axis=1)
 
-    @jax.jit
+    @fast_jit
     def values(state, params):
         return popart.unnormalized_value(state, networks.critic.apply(params, obs), task_id)
 
-    update_and_rescale = jax.jit(popart.update_and_rescale, static_argnames="beta")
+    update_and_rescale = fast_jit(popart.update_and_rescale, static_argnames="beta")
 
     state = popart.init_popart(num_tasks)
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """PPO pieces: GAE with truncation against a plain loop, losses by hand, normalisers, stratified minibatches."""
 
-import conftest_fake_env  # noqa: F401  (repository root on sys.path)
+from conftest_fake_env import fast_jit
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +41,7 @@ def test_gae_matches_plain_loop_with_truncations_terminals_and_resets():
     for t, e in [(3, 0), (9, 0), (12, 1), (0, 2), (5, 2), (6, 2)]:  # time-outs, incl. at the last row
         dones[t, e] = truncs[t, e] = 1
     dones[7, 3] = 1  # a true terminal (never in Meta-World; the formula must still hold)
-    adv, targets = jax.jit(ppo.gae, static_argnums=(6, 7))(
+    adv, targets = fast_jit(ppo.gae, static_argnums=(6, 7))(
         *map(jnp.asarray, (rewards, values, dones, truncs, boot, last_value)), 0.99, 0.95
     )
     ref_adv, ref_targets = _gae_reference(rewards, values, dones, truncs, boot, last_value, 0.99, 0.95)

@@ -37,9 +37,9 @@ def _make(config, tasks=TASKS4, eval_tasks=None):
 def toppo_run():
     """The default TOPPO switches (PopArt, LN critic, PCGrad actor, CAGrad critic): init and one chunk."""
     trainer = _make(small_config())
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
     initial = jax.device_get(state)
-    new_state, metrics = jax.jit(trainer.train_chunk, donate_argnums=0)(state)
+    new_state, metrics = fake.fast_jit(trainer.train_chunk, donate_argnums=0)(state)
     return trainer, initial, jax.device_get(new_state), jax.device_get(metrics)
 
 
@@ -55,7 +55,7 @@ SWITCHES_OFF_FLAGS = [
 def switches_off_trainer():
     config = small_config(popart=False, critic_layer_norm=False, actor_combiner="mean", critic_combiner="mean")
     trainer = _make(cfg.replace(config, network={"critic_heads": "per_task"}))
-    return trainer, jax.jit(trainer.train_chunk, donate_argnums=0)
+    return trainer, fake.fast_jit(trainer.train_chunk, donate_argnums=0)
 
 
 def test_chunk_counts_steps_and_samples(toppo_run):
@@ -98,7 +98,7 @@ def test_chunk_updates_params_and_popart_scales_follow_reward_scales(toppo_run):
 
 def test_switches_off_leave_popart_statistics_untouched(switches_off_trainer):
     trainer, chunk = switches_off_trainer
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
     assert state.critic_params["params"]["head"]["kernel"].shape == (32, 4)  # one head per task
     assert not any("LayerNorm" in name for name in state.critic_params["params"])
     state, metrics = chunk(state)
@@ -110,9 +110,9 @@ def test_switches_off_leave_popart_statistics_untouched(switches_off_trainer):
 def test_vmapped_seeds_equal_separate_runs(switches_off_trainer):
     trainer, chunk = switches_off_trainer
     keys = jnp.stack([jax.random.PRNGKey(3), jax.random.PRNGKey(4)])
-    batched_chunk = jax.jit(jax.vmap(trainer.train_chunk), donate_argnums=0)
-    batched, batched_metrics = batched_chunk(jax.jit(jax.vmap(trainer.init))(keys))
-    single, single_metrics = chunk(jax.jit(trainer.init)(keys[1]))
+    batched_chunk = fake.fast_jit(jax.vmap(trainer.train_chunk), donate_argnums=0)
+    batched, batched_metrics = batched_chunk(fake.fast_jit(jax.vmap(trainer.init))(keys))
+    single, single_metrics = chunk(fake.fast_jit(trainer.init)(keys[1]))
     for a, b in zip(jax.tree_util.tree_leaves(batched.actor_params), jax.tree_util.tree_leaves(single.actor_params)):
         np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(batched_metrics["value_loss"][1], single_metrics["value_loss"], rtol=1e-4)
@@ -124,11 +124,11 @@ def test_evaluation_protocol_on_goals_at_and_away_from_the_start():
     # "fake-home" is at the start (success on every episode); the reach tasks' goals are >= 0.1 away.
     tasks = fake.TASKS  # four reach tasks, one more reach task and fake-home
     trainer = _make(small_config(actor_combiner="mean", critic_combiner="mean"), tasks=tasks, eval_tasks=tasks)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
     head = state.actor_params["params"]["head"]
     zero_head = jax.tree_util.tree_map(jnp.zeros_like, head)
     state = state.replace(actor_params={"params": {**state.actor_params["params"], "head": zero_head}})
-    per_task = np.asarray(jax.jit(trainer.evaluate)(state))
+    per_task = np.asarray(fake.fast_jit(trainer.evaluate)(state))
     np.testing.assert_array_equal(per_task, [0, 0, 0, 0, 0, 1])
     summary = ev.summarize(per_task, tasks, (1, 3, 6, 10))
     assert summary["eval/success_mean"] == pytest.approx(1 / 6)
@@ -156,7 +156,12 @@ def test_main_writes_config_and_metrics(tmp_path, num_seeds):
         "--eval-every", "640", "--eval-episodes", "5", "--worst-k", "1", "2", "--num-seeds", str(num_seeds),
         *SWITCHES_OFF_FLAGS,
     ]  # fmt: skip
-    code = train.main(argv, make_env=fake.fake_factory(episode_length=15), task_catalog=(fake.GROUPS, fake.TASKS))
+    code = train.main(
+        argv,
+        make_env=fake.fake_factory(episode_length=15),
+        task_catalog=(fake.GROUPS, fake.TASKS),
+        compiler_options=fake.FAST_COMPILE,
+    )
     assert code == 0
     saved = json.loads((out / "config.json").read_text())
     seeds = list(range(num_seeds))
@@ -195,10 +200,10 @@ def test_toppo_learns_the_fake_reaching_tasks():
     env = fake.make_fake_multitask(TASKS4, 16)
     eval_env = fake.make_fake_multitask(TASKS4, 50, eval_mode=True)
     trainer = train.make_train(config, env, eval_env)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
-    evaluate = jax.jit(trainer.evaluate)
+    state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
+    evaluate = fake.fast_jit(trainer.evaluate)
     assert float(np.mean(evaluate(state))) < 0.1
-    chunk = jax.jit(trainer.train_chunk, donate_argnums=0)
+    chunk = fake.fast_jit(trainer.train_chunk, donate_argnums=0)
     for _ in range(8):  # 8 x 10 iterations x 20 steps x 64 envs = 102,400 env steps
         state, _ = chunk(state)
     per_task = np.asarray(evaluate(state))

@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
     tasks: str = "mt10"  # mt10, mt50, one task name (MT1) or a comma-separated list
-    envs_per_task: int = 16  # x rollout_length 500 = 8000 samples per task, 250 per minibatch
+    envs_per_task: int = 16  # parallel envs per task; x rollout_length = samples per task per iteration
     impl: str = "mujoco"  # physics backend: mujoco | warp | jax
     staggered: bool = True  # spread episode starts so time-outs do not all land on the same step
 
@@ -59,12 +59,12 @@ class NetworkConfig:
 @dataclasses.dataclass(frozen=True)
 class ToppoConfig:
     popart: bool = True
-    popart_beta: float = 3e-4
-    critic_layer_norm: bool = True
+    popart_beta: float = 3e-4  # step size of the per-task return statistics (per minibatch)
+    critic_layer_norm: bool = True  # Linear -> LayerNorm -> activation in the critic
     actor_combiner: str = "pcgrad"  # mean | pcgrad | cagrad | fairgrad
-    critic_combiner: str = "cagrad"
-    cagrad_c: float = 0.5
-    fairgrad_alpha: float = 2.0
+    critic_combiner: str = "cagrad"  # mean | pcgrad | cagrad | fairgrad
+    cagrad_c: float = 0.5  # CAGrad radius c (its authors: 0.9 on MT10, 0.5 on MT50)
+    fairgrad_alpha: float = 2.0  # FairGrad alpha-fairness
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +74,8 @@ class TrainConfig:
     iterations_per_chunk: int = 1  # K iterations per jitted call
     eval_every: int = 2_000_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 50  # episodes per task, one per goal of its 50-goal table
-    worst_k: tuple[int, ...] = (1, 3, 5, 10)
-    out: str = "runs/toppo"
+    worst_k: tuple[int, ...] = (1, 3, 5, 10)  # report the mean of the k worst tasks (k <= number of tasks)
+    out: str = "runs/toppo"  # output directory (config.json, metrics.jsonl)
     num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, one compile)
 
 

@@ -387,8 +387,17 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else str(x)
 
 
-def run(config: cfg.Config, tasks: Sequence[str], make_env: Callable = _default_make_env) -> list[dict]:
-    """Train one config (num_seeds seeds vmapped) and write DIR/config.json and DIR/metrics.jsonl."""
+def run(
+    config: cfg.Config,
+    tasks: Sequence[str],
+    make_env: Callable = _default_make_env,
+    compiler_options: dict | None = None,
+) -> list[dict]:
+    """Train one config (num_seeds seeds vmapped) and write DIR/config.json and DIR/metrics.jsonl.
+
+    `compiler_options` go to XLA for the training and evaluation programs (tests lower the CPU
+    backend's optimisation level to compile faster).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -431,13 +440,13 @@ def run(config: cfg.Config, tasks: Sequence[str], make_env: Callable = _default_
     )
 
     # Checkpoint restore goes here (checkpoint.py): a state restored from DIR/checkpoints replaces init.
-    state = jax.jit(init_fn)(keys)
+    state = jax.jit(init_fn, compiler_options=compiler_options)(keys)
     with warnings.catch_warnings():
         # CPU backends cannot reuse donated buffers and say so on every call.
         warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
         t0 = time.perf_counter()
-        chunk = jax.jit(chunk_fn, donate_argnums=0).lower(state).compile()
-        evaluate = jax.jit(eval_fn).lower(state).compile()
+        chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options).lower(state).compile()
+        evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(state).compile()
         compile_s = time.perf_counter() - t0
 
     steps_per_chunk = trainer.env_steps_per_chunk
@@ -495,10 +504,17 @@ def resolve_tasks(spec: str, task_catalog=None) -> tuple[str, ...]:
         raise cfg.ConfigError(f"--tasks {spec!r}: {err}") from None
 
 
-def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None, task_catalog=None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    make_env: Callable | None = None,
+    task_catalog=None,
+    compiler_options: dict | None = None,
+) -> int:
     """CLI entry. Bad input: one line on stderr naming the value and the choices, exit code 2.
 
-    `make_env` (signature of `envs.make_multitask`) and `task_catalog` let tests inject another env.
+    `make_env` (signature of `envs.make_multitask`), `task_catalog` and `compiler_options` (see
+    `run`) let tests inject another env and compile faster.
     """
     try:
         config = parse_args(argv)
@@ -507,7 +523,7 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None,
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run(config, tasks, make_env or _default_make_env)
+    run(config, tasks, make_env or _default_make_env, compiler_options)
     return 0
 
 
