@@ -180,6 +180,24 @@ def run(tasks, episodes: int, seed: int, impl: str = "mujoco", log=print) -> dic
     return result
 
 
+def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print) -> dict:
+    """Max state-replay errors per task over expert episodes on the given goal indices."""
+    from envs.sawyer import SawyerEnv
+
+    names = resolve_tasks(tasks)
+    bench = benchmark_for(names)
+    out = {}
+    log(f"{'task':24s} {'obs':>9s} {'reward':>9s} {'success':>8s} {'obs(warm)':>10s} {'qpos(warm)':>10s}")
+    for name in names:
+        env = SawyerEnv(name, seed=seed, benchmark=bench, eval_mode=True)
+        errs = [replay_errors(env, g, official_trajectory(name, env.goals[g], env.task_model)) for g in goals]
+        row = {k: float(max(e[k].max() for e in errs)) for k in errs[0]}
+        row["success"] = int(sum(e["success"].sum() for e in errs))
+        out[name] = row
+        log(f"{name:24s} {row['obs']:9.1e} {row['reward']:9.1e} {row['success']:8d} {row['obs_warm']:10.1e} {row['qpos_warm']:10.1e}")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m envs.parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="mt10", help="mt10, mt50, or comma-separated task names")
@@ -187,6 +205,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--impl", default="mujoco", help="physics backend: mujoco, warp, jax")
     p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--replay", action="store_true", help="state-replay error table instead of expert parity")
     args = p.parse_args(argv)
     if args.episodes <= 0:
         print(f"error: --episodes must be positive, got {args.episodes}", file=sys.stderr)
@@ -196,7 +215,10 @@ def main(argv=None) -> int:
         return 2
     try:
         resolve_tasks(args.tasks)
-        result = run(args.tasks, args.episodes, args.seed, args.impl)
+        if args.replay:
+            result = replay_report(args.tasks, seed=args.seed)
+        else:
+            result = run(args.tasks, args.episodes, args.seed, args.impl)
     except UnknownTaskError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
