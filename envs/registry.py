@@ -51,15 +51,19 @@ def canonical(name: str) -> str:
 
 def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """'mt10' | 'mt50' | 'reach' | 'reach,push' | list -> tuple of canonical names (order kept, no duplicates)."""
-    if isinstance(spec, str):
-        items = [s for s in spec.split(",") if s.strip()]
-        if len(items) == 1 and items[0].strip().lower() in SETS:
-            names = list(SETS[items[0].strip().lower()])
-            for n in names:
-                canonical(n)  # a set with unported tasks fails with a clear message
-            return tuple(names)
-    else:
-        items = list(spec)
+    items = [s for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    expanded: list[str] = []
+    for item in items:  # set names expand in place: 'mt10,door-close'
+        members = SETS.get(item.strip().lower())
+        if members is not None:
+            missing = [t for t in members if t not in PORTED]
+            if missing:
+                raise UnknownTaskError(
+                    f"'{item}' needs {len(missing)} tasks that are not ported yet ({', '.join(missing[:5])}, ...); "
+                    f"valid sets now: mt10; ported tasks: {', '.join(sorted(PORTED))}"
+                )
+        expanded.extend(members or (item,))
+    items = expanded
     if not items:
         raise UnknownTaskError("empty task list; valid: mt10, mt50, or comma-separated task names")
     out: list[str] = []
