@@ -153,7 +153,7 @@ def test_main_writes_config_and_metrics(tmp_path, num_seeds):
         "--tasks", "fake4", "--total-env-steps", "1500", "--out", str(out),
         "--envs-per-task", str(ENVS_PER_TASK), "--rollout-length", str(LENGTH), "--iterations-per-chunk", str(K),
         "--num-epochs", "2", "--num-minibatches", "4", "--actor-hidden", "32", "32", "--critic-hidden", "32", "32",
-        "--eval-every", "640", "--eval-episodes", "5", "--worst-k", "1", "2", "--num-seeds", str(num_seeds),
+        "--eval-every", "640", "--eval-episodes", "5", "--worst-k", "1", "2", "--num-seeds", str(num_seeds), "--no-wandb",
         *SWITCHES_OFF_FLAGS,
     ]  # fmt: skip
     code = train.main(

@@ -75,8 +75,16 @@ class TrainConfig:
     eval_every: int = 2_000_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 50  # episodes per task, one per goal of its 50-goal table
     worst_k: tuple[int, ...] = (1, 3, 5, 10)  # report the mean of the k worst tasks (k <= number of tasks)
-    out: str = "runs/toppo"  # output directory (config.json, metrics.jsonl)
+    out: str = "runs/toppo"  # run directory (config.json, metrics.jsonl, checkpoints/, plots/, videos/); rerun to resume
     num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, one compile)
+    checkpoint_every: int = 1_000_000  # env steps between checkpoints (0: only at evaluations and the end)
+    keep_checkpoints: int = 3  # keep the last N checkpoints, plus the best by eval success
+    overwrite: bool = False  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
+    wandb: bool = True  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
+    wandb_project: str = "toppo-jax"  # the wandb project (online: where the run appears)
+    videos: bool = True  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
+    video_every: int = 0  # env steps between videos during training (0: only at the end)
+    video_tasks: tuple[str, ...] = ()  # tasks to film (empty: the worst and the best task of the last evaluation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +180,11 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _positive("--eval-every", train.eval_every, allow_zero=True)
     _positive("--eval-episodes", train.eval_episodes)
     _positive("--num-seeds", train.num_seeds)
+    _positive("--checkpoint-every", train.checkpoint_every, allow_zero=True)
+    _positive("--keep-checkpoints", train.keep_checkpoints)
+    _positive("--video-every", train.video_every, allow_zero=True)
+    if not train.wandb_project:
+        raise ConfigError("--wandb-project '' is not valid; give a project name")
     if len(train.worst_k) == 0 or any(k <= 0 for k in train.worst_k):
         raise ConfigError(f"--worst-k {' '.join(map(str, train.worst_k)) or '(empty)'} is not valid; give one or more positive k")
     if not train.out:

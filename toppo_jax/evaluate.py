@@ -5,11 +5,17 @@ of a task runs goal i of the task's 50-goal table, all starting together). One r
 with the actor's mean action, until every env has finished its first episode, is the whole protocol:
 an episode succeeds if any of its steps does; a task's success is the mean over its episodes; the
 run reports the mean over tasks, worst-k (mean of the k lowest tasks) and the per-task table.
+
+`python -m toppo_jax.evaluate --run DIR [--reference] [--episodes N] [--best] --json PATH` (DESIGN.md
+contract 3) evaluates a saved run: the jitted protocol on the port, and with `--reference` the same
+policy (deterministic tanh(mean), the checkpoint's normaliser, the one-hot id appended as the port
+does) on official CPU Meta-World on the same goals, with the per-task gap port - official.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -64,3 +70,210 @@ def summarize(per_task: np.ndarray, task_names: Sequence[str], ks: Sequence[int]
             out[f"eval/success_worst_{k}"] = worst_k(per_task, k)
     out.update({f"eval/success/{name}": float(s) for name, s in zip(task_names, per_task)})
     return out
+
+
+# ------------------------------------------------------------------ evaluating a saved run (CLI)
+#
+#   python -m toppo_jax.evaluate --run DIR [--reference] [--episodes N] [--best] --json PATH
+#
+# Without --reference: the jitted protocol above on the port, with the checkpoint's actor and
+# normaliser. With --reference: the same policy on official CPU Meta-World as well, on the same goals
+# (goal i of each task's 50-goal table from the run's benchmark and seed, i < N), and the gap.
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedPolicy:
+    """The actor of a checkpoint: what evaluation and videos need, without the trainer that saved it."""
+
+    config: Any  # toppo_jax.config.Config
+    tasks: tuple[str, ...]
+    networks: nets.Networks
+    actor_params: Any  # with a leading seed axis when num_seeds > 1
+    obs_stats: ppo.RunningStats
+    num_seeds: int
+    seeds: tuple[int, ...]
+    step: int
+    meta: dict
+
+    def seed(self, i: int):
+        """(actor_params, obs_stats) of the i-th seed."""
+        if self.num_seeds == 1:
+            return self.actor_params, self.obs_stats
+        return jax.tree_util.tree_map(lambda x: x[i], (self.actor_params, self.obs_stats))
+
+
+def load_policy(run_dir, best: bool = False) -> SavedPolicy:
+    """The latest (or best-by-eval) checkpoint's actor and observation normaliser of a run."""
+    from toppo_jax import checkpoint
+    from toppo_jax import config as cfg
+    from toppo_jax.train import build_networks
+
+    saved, raw, meta, step = checkpoint.open_run(run_dir, best=best)
+    config = cfg.from_dict(saved["config"])
+    tasks = tuple(saved["tasks"])
+    actor_params = jax.tree_util.tree_map(jnp.asarray, raw["actor_params"])
+    obs_stats = ppo.RunningStats(**{k: jnp.asarray(v) for k, v in raw["obs_stats"].items()})
+    num_seeds = int(meta["layout"]["num_seeds"])
+    # Sizes from the arrays: base obs = the normaliser's width, actions = half the actor head (mean, log-std).
+    base_obs = obs_stats.mean.shape[-1]
+    action_size = actor_params["params"]["head"]["kernel"].shape[-1] // 2
+    networks = build_networks(config, base_obs + len(tasks), action_size, len(tasks))
+    seeds = tuple(saved.get("seeds", [config.train.seed + i for i in range(num_seeds)]))
+    return SavedPolicy(config, tasks, networks, actor_params, obs_stats, num_seeds, seeds, int(step), meta)
+
+
+def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None = None, impl: str | None = None) -> np.ndarray:
+    """Per-seed, per-task success [S, T] of the jitted protocol on the port."""
+    if make_env is None:
+        from envs import make_multitask
+
+        def make_env(tasks, envs_per_task, **kwargs):
+            return make_multitask(list(tasks), envs_per_task, **kwargs)
+
+    eval_env = make_env(policy.tasks, episodes, seed=policy.config.train.seed, impl=impl or policy.config.env.impl,
+                        staggered=False, eval_mode=True)
+    evaluate = jax.jit(make_evaluate(eval_env, policy.networks))
+    return np.stack([np.asarray(evaluate(*policy.seed(i), jax.random.PRNGKey(0))) for i in range(policy.num_seeds)])
+
+
+def make_policy_fn(networks: nets.Networks, actor_params, obs_stats: ppo.RunningStats, num_tasks: int) -> Callable:
+    """act(obs [n, 39], task_index) -> tanh(mean) [n, 4]: the port's input (obs, one-hot id appended
+    as envs/multitask.py does, the checkpoint's normaliser) for observations of official envs."""
+
+    @jax.jit
+    def act(obs, task_index):
+        one_hot = jax.nn.one_hot(jnp.full(obs.shape[:1], task_index), num_tasks, dtype=jnp.float32)
+        mean, _ = networks.actor.apply(actor_params, ppo.normalize_obs(obs_stats, jnp.concatenate([obs, one_hot], axis=-1)))
+        return nets.deterministic_action(mean)
+
+    def policy(obs: np.ndarray, task_index: int) -> np.ndarray:
+        return np.asarray(act(jnp.asarray(obs, jnp.float32), jnp.int32(task_index)), np.float32)
+
+    return policy
+
+
+def reference_rollouts(task: str, task_names: Sequence[str], episodes: int, seed: int, policy: Callable,
+                       steps: int | None = None) -> dict[str, np.ndarray]:
+    """`policy(obs, task_index)` on official Meta-World, one episode per goal i < episodes (mod 50) of
+    the run's goal table, all goals stepped together. Returns success [N] (any step) and obs [steps+1, N, 39]."""
+    import warnings
+
+    from envs import assets
+    from envs.registry import benchmark_for
+
+    table = assets.goal_table(benchmark_for(tuple(task_names)), seed)[task]
+    index = list(task_names).index(task)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        official = [assets.official_class(task)() for _ in range(episodes)]
+        obs = []
+        for i, env in enumerate(official):
+            env.set_task(assets.make_task_data(task, table[i % len(table)]))
+            obs.append(env.reset()[0])
+        obs = np.asarray(obs, np.float32)
+        length = official[0].max_path_length if steps is None else steps
+        success = np.zeros(episodes, bool)
+        history = [obs]
+        for _ in range(length):
+            actions = policy(obs, index)
+            out = [env.step(a) for env, a in zip(official, actions)]
+            obs = np.asarray([o[0] for o in out], np.float32)
+            success |= np.array([bool(o[4]["success"]) for o in out])
+            history.append(obs)
+        for env in official:
+            env.close()
+    return {"success": success, "obs": np.stack(history)}
+
+
+def _table(rows: dict, reference: bool) -> str:
+    head = f"{'task':28s} {'port':>7s}" + (f" {'official':>9s} {'gap':>7s}" if reference else "")
+    lines = [head]
+    for name, row in rows.items():
+        line = f"{name:28s} {row['port']:7.3f}"
+        if reference:
+            line += f" {row['official']:9.3f} {row['gap']:+7.3f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None) -> int:
+    """CLI entry (DESIGN.md contract 3). Bad input: one line on stderr, exit code 2."""
+    import argparse
+    import json
+    import sys
+    import time
+
+    from toppo_jax.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m toppo_jax.evaluate", description="Meta-World evaluation of a trained run.")
+    parser.add_argument("--run", required=True, help="run directory written by toppo_jax.train")
+    parser.add_argument("--reference", action="store_true", help="also evaluate on official CPU Meta-World and report the gap")
+    parser.add_argument("--episodes", type=int, default=50, help="episodes per task, one per goal of the 50-goal table (default 50)")
+    parser.add_argument("--best", action="store_true", help="the best-by-eval checkpoint instead of the latest")
+    parser.add_argument("--impl", default=None, help="port physics backend (default: the run's)")
+    parser.add_argument("--worst-k", type=int, nargs="+", default=None, help="k's for worst-k (default: the run's)")
+    parser.add_argument("--json", default=None, help="write the result here")
+    args = parser.parse_args(argv)
+    try:
+        if args.episodes <= 0:
+            raise ConfigError(f"--episodes {args.episodes} is not valid; it must be > 0")
+        if args.impl is not None and args.impl not in ("mujoco", "warp", "jax"):
+            raise ConfigError(f"--impl {args.impl!r} is not valid; choose one of: mujoco, warp, jax")
+        policy = load_policy(args.run, best=args.best)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ks = tuple(args.worst_k or policy.config.train.worst_k)
+    impl = args.impl or policy.config.env.impl
+    t0 = time.perf_counter()
+    port = port_success(policy, args.episodes, make_env, impl)  # [S, T]
+    port_s = time.perf_counter() - t0
+    official = None
+    if args.reference:
+        t0 = time.perf_counter()
+        official = np.zeros_like(port)
+        for s in range(policy.num_seeds):
+            act = make_policy_fn(policy.networks, *policy.seed(s), len(policy.tasks))
+            for t, task in enumerate(policy.tasks):
+                rollout = reference_rollouts(task, policy.tasks, args.episodes, policy.config.train.seed, act)
+                official[s, t] = rollout["success"].mean()
+        official_s = time.perf_counter() - t0
+    rows = {}
+    for t, task in enumerate(policy.tasks):
+        row = {"port": float(port[:, t].mean()), "episodes": args.episodes}
+        if official is not None:
+            row.update(official=float(official[:, t].mean()), gap=float(port[:, t].mean() - official[:, t].mean()))
+        rows[task] = row
+    result = {
+        "run": str(args.run),
+        "checkpoint": "best" if args.best else "latest",
+        "checkpoint_step": policy.step,
+        "episodes": args.episodes,
+        "impl": impl,
+        "seeds": list(policy.seeds),
+        "tasks": rows,
+        "mean_port": float(port.mean()),
+        **summarize(port.mean(axis=0), policy.tasks, ks),
+        "port_s": port_s,
+        "per_seed": [{"seed": seed, "mean_port": float(port[i].mean())} for i, seed in enumerate(policy.seeds)],
+    }
+    if official is not None:
+        result.update(mean_official=float(official.mean()), gap=float(port.mean() - official.mean()), official_s=official_s)
+        result["reference"] = summarize(official.mean(axis=0), policy.tasks, ks)
+        for i, entry in enumerate(result["per_seed"]):
+            entry["mean_official"] = float(official[i].mean())
+    print(_table(rows, official is not None))
+    summary = f"mean port {result['mean_port']:.3f}"
+    if official is not None:
+        summary += f"  official {result['mean_official']:.3f}  gap {result['gap']:+.3f}"
+    print(f"{summary}  (checkpoint {result['checkpoint']} at {policy.step:,} env steps)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

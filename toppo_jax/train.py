@@ -6,8 +6,9 @@ observation-normaliser update, GAE with truncation bootstrapping, then epochs of
 minibatches. In a minibatch, PopArt first updates every task's statistics and ART-rescales the value
 output; per-task actor and critic losses are vmapped over the task axis to give per-task gradients of
 each side, each side's combiner turns them into one gradient, and optax applies it. The training
-state is one dataclass; the host loop only times, evaluates, logs and (later) checkpoints. Seeds
-vmap through one compile (`--num-seeds`).
+state is one dataclass; the host loop only times, evaluates, logs (`logger`: metrics.jsonl and
+wandb), checkpoints (`checkpoint`: the whole TrainState, so rerunning with the same --out resumes
+exactly), plots (`plots`) and films (`video`). Seeds vmap through one compile (`--num-seeds`).
 
 metrics.jsonl has one line per seed per chunk: `seed`, `env_steps`, `sps` (env steps of all seeds per
 second of training, evaluation excluded), `perf/compile_s` (first line), `train/value_loss`
@@ -16,7 +17,8 @@ second of training, evaluation excluded), `perf/compile_s` (first line), `train/
 diagnostics `train/actor_d1`, `train/actor_d2`, `train/actor_grad_norm/<task>`, the combined update
 norms, `train/popart_sigma/<task>`, `train/popart_mean/<task>`, training-episode success
 `train/success_mean`, `train/success/<task>`, and after an evaluation `eval/success_mean`,
-`eval/success_worst_<k>`, `eval/success/<task>`.
+`eval/success_worst_<k>`, `eval/success/<task>`. `perf/compile_s` is on the first line of every
+session (a resumed run compiles again).
 """
 
 from __future__ import annotations
@@ -79,9 +81,25 @@ def _by_task(x: jax.Array, num_tasks: int) -> jax.Array:
     return jnp.moveaxis(x, 1, 0).reshape((num_tasks, length * per) + x.shape[3:])
 
 
+def build_networks(config: cfg.Config, observation_size: int, action_size: int, num_tasks: int) -> nets.Networks:
+    """The actor and critic a config describes (also used to rebuild a saved run's actor)."""
+    net_c = config.network
+    return nets.make_networks(
+        observation_size,
+        action_size,
+        num_tasks,
+        actor_hidden=net_c.actor_hidden,
+        critic_hidden=net_c.critic_hidden,
+        activation=net_c.activation,
+        critic_layer_norm=config.toppo.critic_layer_norm,
+        ln_affine=net_c.ln_affine,
+        per_task_heads=net_c.critic_heads == "per_task",
+    )
+
+
 def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
     """Build the trainer for `env` (the `envs.make_multitask` API); `eval_env` (eval_mode) enables evaluate."""
-    ppo_c, net_c, top, train_c = config.ppo, config.network, config.toppo, config.train
+    ppo_c, top, train_c = config.ppo, config.toppo, config.train
     num_tasks, num_envs = env.num_tasks, env.num_envs
     if num_envs != num_tasks * env.envs_per_task:
         raise cfg.ConfigError(f"env has {num_envs} envs, expected num_tasks x envs_per_task = {num_tasks * env.envs_per_task}")
@@ -89,17 +107,7 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
     base_obs = env.observation_size - num_tasks  # the one-hot task id is not normalised
     length, num_minibatches, k_iters = ppo_c.rollout_length, ppo_c.num_minibatches, train_c.iterations_per_chunk
 
-    networks = nets.make_networks(
-        env.observation_size,
-        env.action_size,
-        num_tasks,
-        actor_hidden=net_c.actor_hidden,
-        critic_hidden=net_c.critic_hidden,
-        activation=net_c.activation,
-        critic_layer_norm=top.critic_layer_norm,
-        ln_affine=net_c.ln_affine,
-        per_task_heads=net_c.critic_heads == "per_task",
-    )
+    networks = build_networks(config, env.observation_size, env.action_size, num_tasks)
     # One stateless transformation; actor and critic keep separate optimizer states.
     tx = ppo.make_optimizer(ppo_c.learning_rate, ppo_c.adam_eps, ppo_c.max_grad_norm)
     task_of_env = jnp.asarray(np.arange(num_envs) // env.envs_per_task, jnp.int32)
@@ -387,24 +395,50 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else str(x)
 
 
+def _crossed(every: int, env_steps: int, steps_per_chunk: int) -> bool:
+    """Whether the chunk that ended at `env_steps` crossed a multiple of `every` (0: never)."""
+    return every > 0 and env_steps // every > (env_steps - steps_per_chunk) // every
+
+
 def run(
     config: cfg.Config,
     tasks: Sequence[str],
     make_env: Callable = _default_make_env,
     compiler_options: dict | None = None,
 ) -> list[dict]:
-    """Train one config (num_seeds seeds vmapped) and write DIR/config.json and DIR/metrics.jsonl.
+    """Train one config (num_seeds seeds vmapped) in the run directory DIR = --out; returns every
+    metrics line of the run (earlier sessions included).
 
+    Writes DIR/config.json, DIR/metrics.jsonl, DIR/checkpoints/ (orbax; every --checkpoint-every env
+    steps, at every evaluation and at the end), DIR/plots/*.png (redrawn at every evaluation),
+    DIR/videos/*.mp4 (MuJoCo port only) and DIR/wandb/. Rerunning with the same DIR resumes from the
+    latest checkpoint: metrics.jsonl keeps its lines up to the checkpoint's env steps and the run
+    continues as if it had never stopped (bit for bit on CPU; `sps` and `perf/*` are timings). A DIR
+    of another config raises checkpoint.CheckpointMismatchError unless --overwrite.
     `compiler_options` go to XLA for the training and evaluation programs (tests lower the CPU
     backend's optimisation level to compile faster).
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from toppo_jax import checkpoint as ckpt
+    from toppo_jax import logger as logs
+    from toppo_jax import plots
+    from toppo_jax import video
+
     env_c, train_c = config.env, config.train
+    console = Console(stderr=True)
+    warned: set[str] = set()
+
+    def warn_once(kind: str, message: str) -> None:
+        if kind not in warned:
+            warned.add(kind)
+            console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
     cache_dir = setup_compilation_cache()
     out = Path(train_c.out)
     out.mkdir(parents=True, exist_ok=True)
+    may_resume = ckpt.prepare_run_dir(out, config, tasks)
     env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered)
     eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True)
     trainer = make_train(config, env, eval_env)
@@ -422,72 +456,160 @@ def run(
     def per_seed(tree, i):
         return jax.tree_util.tree_map(lambda x: np.asarray(x) if num_seeds == 1 else np.asarray(x)[i], tree)
 
-    actor_params, critic_params = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))
-    (out / "config.json").write_text(
-        json.dumps(
-            {
-                "config": cfg.to_dict(config),
-                "tasks": list(tasks),
-                "seeds": seeds,
-                "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
-                "env_steps_per_chunk": trainer.env_steps_per_chunk,
-                "jax": jax.__version__,
-                "devices": [str(d) for d in jax.devices()],
-                "compilation_cache": cache_dir,
-            },
-            indent=2,
+    fingerprint = ckpt.config_fingerprint(cfg.to_dict(config), tasks)
+    config_hash = ckpt.config_hash(fingerprint)
+    layout = ckpt.layout(trainer.task_names, env.envs_per_task, num_seeds)
+    abstract = jax.eval_shape(init_fn, keys)
+    checkpointer = ckpt.Checkpointer(out / ckpt.CHECKPOINTS, keep=train_c.keep_checkpoints)
+    logger = None
+    try:
+        # Restore before anything is written, so a mismatching checkpoint leaves the directory as it was.
+        restored = checkpointer.restore(abstract, layout) if may_resume else None
+        steps_per_chunk = trainer.env_steps_per_chunk
+        num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
+        if restored is not None:
+            state, meta = restored
+            start = int(meta["chunk"]) + 1
+            run_id = meta.get("wandb_run_id") or logs.new_run_id()
+            prior = logs.truncate_metrics(out / logs.METRICS_FILE, int(meta["env_steps"]))
+            note = f"resuming {out} from its checkpoint at {int(meta['env_steps']):,} env steps (chunk {start})"
+            console.print(note, soft_wrap=True)
+            if start >= num_chunks:
+                note = f"{out} is complete at {start * steps_per_chunk:,} env steps; raise --total-env-steps to train further"
+                console.print(note, soft_wrap=True)
+                return prior
+        else:
+            if logs.read_metrics(out / logs.METRICS_FILE):
+                console.print(f"{out} has metrics but no checkpoint: starting afresh (metrics.jsonl is rewritten)", soft_wrap=True)
+            state = jax.jit(init_fn, compiler_options=compiler_options)(keys)
+            start, run_id, prior = 0, logs.new_run_id(), []
+
+        actor_params, critic_params = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))
+        versions, device = logs.versions(), logs.device_info()
+        info = {
+            "config": cfg.to_dict(config),
+            "tasks": list(tasks),
+            "seeds": seeds,
+            "config_hash": config_hash,
+            "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
+            "env_steps_per_chunk": trainer.env_steps_per_chunk,
+            "jax": jax.__version__,
+            "devices": [str(d) for d in jax.devices()],
+            "versions": versions,
+            **device,
+            "wandb_run_id": run_id,
+            "compilation_cache": cache_dir,
+        }
+        (out / "config.json").write_text(json.dumps(info, indent=2))
+
+        with warnings.catch_warnings():
+            # CPU backends cannot reuse donated buffers and say so on every call.
+            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+            t0 = time.perf_counter()
+            # Compiled for the abstract state, so a fresh and a resumed run run the same program.
+            chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options).lower(abstract).compile()
+            evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(abstract).compile()
+            compile_s = time.perf_counter() - t0
+
+        wandb_run = logs.Wandb(
+            train_c.wandb,
+            project=train_c.wandb_project,
+            run_id=run_id,
+            run_dir=out,
+            name=out.name,
+            config={k: v for k, v in info.items() if k != "compilation_cache"},
+            warn=lambda message: warn_once("wandb", message),
         )
-    )
+        wandb_run.summary({"perf/compile_s": compile_s})
+        logger = logs.RunLogger(out, resume=restored is not None, wandb_run=wandb_run)
 
-    # Checkpoint restore goes here (checkpoint.py): a state restored from DIR/checkpoints replaces init.
-    state = jax.jit(init_fn, compiler_options=compiler_options)(keys)
-    with warnings.catch_warnings():
-        # CPU backends cannot reuse donated buffers and say so on every call.
-        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-        t0 = time.perf_counter()
-        chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options).lower(state).compile()
-        evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(state).compile()
-        compile_s = time.perf_counter() - t0
+        film_requested = video.resolve_video_tasks(train_c.video_tasks, trainer.task_names)
+        videos_on = train_c.videos
+        if videos_on and (getattr(env, "envs", None) is None or getattr(env, "impl", None) != "mujoco"):
+            note = "videos: skipped, they need the MuJoCo port with impl=mujoco (this env has no MuJoCo task models)"
+            console.print(note, soft_wrap=True)
+            videos_on = False
 
-    steps_per_chunk = trainer.env_steps_per_chunk
-    num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
-    lines: list[dict] = []
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with open(out / "metrics.jsonl", "w") as log, Progress(*columns, console=console) as progress:
-        bar = progress.add_task("toppo", total=num_chunks * steps_per_chunk, status=f"compile {compile_s:.1f}s")
-        for c in range(num_chunks):
-            t_start = time.perf_counter()
-            state, metrics = chunk(state)
-            metrics = jax.device_get(metrics)
-            elapsed = time.perf_counter() - t_start
-            env_steps = (c + 1) * steps_per_chunk
-            every = train_c.eval_every
-            crossed = every > 0 and env_steps // every > (env_steps - steps_per_chunk) // every
-            evaluate_now = crossed or c == num_chunks - 1
-            eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
-            status = []
-            for i, seed in enumerate(seeds):
-                m = per_seed(metrics, i)
-                line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_seeds / elapsed}
-                if c == 0:
-                    line["perf/compile_s"] = compile_s
-                line.update(chunk_metrics(m, trainer.task_names))
-                if eval_success is not None:
-                    line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
-                    status.append(f"eval {_fmt(line['eval/success_mean'])}")
-                log.write(json.dumps(line) + "\n")
-                log.flush()
-                lines.append(line)
-            # Checkpoint save goes here, after the metrics of this chunk are on disk.
-            progress.update(bar, advance=steps_per_chunk, status=f"{lines[-1]['sps']:,.0f} sps " + " ".join(status))
+        def film(state, lines, env_steps) -> bool:
+            """Videos of seed 0's policy (DIR/videos, wandb); False when no more should be tried."""
+            evals = [line for line in lines if "eval/success_mean" in line and line["seed"] == seeds[0]]
+            tasks_to_film = video.pick_tasks(trainer.task_names, evals[-1] if evals else None, film_requested)
+            params, stats = per_seed((state.actor_params, state.obs_stats), 0)
+            try:
+                paths = video.record(
+                    trainer.task_names, tasks_to_film, seed=train_c.seed, impl=env_c.impl,
+                    actor_apply=trainer.networks.actor.apply, actor_params=params, obs_stats=stats,
+                    out_dir=out / video.VIDEOS, env_steps=env_steps,
+                )  # fmt: skip
+            except video.VideoUnavailable as err:
+                console.print(f"videos: skipped, {err}", soft_wrap=True)
+                return False
+            except Exception as err:  # noqa: BLE001 - a video must never stop training
+                warn_once("video", f"video not made ({type(err).__name__}: {err}); no more videos this run")
+                return False
+            for task, path in zip(tasks_to_film, paths):
+                wandb_run.video(f"video/{task}", path, step=env_steps, caption=f"{task} at {env_steps:,} env steps")
+            return True
+
+        lines: list[dict] = list(prior)
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task(
+                "toppo", total=num_chunks * steps_per_chunk, completed=start * steps_per_chunk, status=f"compile {compile_s:.1f}s"
+            )
+            for c in range(start, num_chunks):
+                t_start = time.perf_counter()
+                state, metrics = chunk(state)
+                metrics = jax.device_get(metrics)
+                elapsed = time.perf_counter() - t_start
+                env_steps = (c + 1) * steps_per_chunk
+                last = c == num_chunks - 1
+                evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
+                eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
+                status, chunk_lines = [], []
+                for i, seed in enumerate(seeds):
+                    m = per_seed(metrics, i)
+                    line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_seeds / elapsed}
+                    if c == start:
+                        line["perf/compile_s"] = compile_s
+                    line.update(chunk_metrics(m, trainer.task_names))
+                    if eval_success is not None:
+                        line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
+                        status.append(f"eval {_fmt(line['eval/success_mean'])}")
+                    chunk_lines.append(line)
+                logger.log(chunk_lines)
+                lines.extend(chunk_lines)
+                if evaluate_now:
+                    try:
+                        plots.plot_run(out)
+                    except Exception as err:  # noqa: BLE001 - a plot must never stop training
+                        warn_once("plots", f"plots not drawn ({type(err).__name__}: {err})")
+                # The checkpoint follows the metrics of its chunk, so a resume truncates, never loses, lines.
+                if evaluate_now or last or _crossed(train_c.checkpoint_every, env_steps, steps_per_chunk):
+                    success_mean = None if eval_success is None else float(np.mean(eval_success))
+                    meta = {
+                        "chunk": c,
+                        "env_steps": env_steps,
+                        "wandb_run_id": run_id,
+                        "config_hash": config_hash,
+                        "layout": layout,
+                        "eval/success_mean": success_mean,
+                    }
+                    checkpointer.save(env_steps, state, meta, success_mean=success_mean)
+                if videos_on and (last or _crossed(train_c.video_every, env_steps, steps_per_chunk)):
+                    videos_on = film(state, lines, env_steps)
+                progress.update(bar, advance=steps_per_chunk, status=f"{chunk_lines[-1]['sps']:,.0f} sps " + " ".join(status))
+    finally:
+        if logger is not None:
+            logger.close()
+        checkpointer.close()
     return lines
 
 
@@ -520,10 +642,14 @@ def main(
         config = parse_args(argv)
         tasks = resolve_tasks(config.env.tasks, task_catalog)
         cfg.validate(config, len(tasks))
+        from toppo_jax.video import resolve_video_tasks
+
+        resolve_video_tasks(config.train.video_tasks, tasks)
+        # A run directory of another config, or a checkpoint of another layout, is bad input too.
+        run(config, tasks, make_env or _default_make_env, compiler_options)
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run(config, tasks, make_env or _default_make_env, compiler_options)
     return 0
 
 

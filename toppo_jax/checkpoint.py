@@ -1,0 +1,311 @@
+"""Checkpoints of a training run: the whole `TrainState` and host metadata, saved with orbax.
+
+A checkpoint is one orbax step directory `DIR/checkpoints/<env_steps>/` with two items: `state`, the
+full `TrainState` pytree (actor/critic params, both optimizer states, PopArt statistics, the
+observation normaliser, the batched env state, RNG keys, env-step and iteration counters), and
+`meta`, a JSON record of what the host loop needs to continue (chunk index, env steps, wandb run id,
+config hash, task list and batch layout). Orbax writes each step into a temporary directory and
+renames it when complete, so a reader never sees a half-written checkpoint (`all_steps` ignores the
+temporaries). The manager keeps the last N checkpoints plus the best by mean evaluation success
+(ties go to the later one).
+
+A run directory is tied to one run-defining config: `config_fingerprint` is the config without the
+fields that only steer the host loop (`HOST_FIELDS`: output, budget, checkpoint, logging and video
+settings), with the task spec replaced by the resolved task list. `prepare_run_dir` refuses a
+directory that holds another config unless `--overwrite`, and `Checkpointer.restore` refuses a
+checkpoint of another batch layout or task set, naming the mismatch, before reading any array.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from toppo_jax import config as cfg
+
+CHECKPOINTS = "checkpoints"
+BEST_METRIC = "eval/success_mean"
+META_FORMAT = 1
+# Fields that steer the host loop, not the training: they may change when a run is resumed.
+HOST_FIELDS = frozenset(
+    {
+        "train.out",
+        "train.total_env_steps",
+        "train.overwrite",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.wandb",
+        "train.wandb_project",
+        "train.videos",
+        "train.video_every",
+        "train.video_tasks",
+    }
+)
+# What --overwrite removes from a run directory (never anything else).
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "plots", "videos", "wandb")
+
+
+class CheckpointMismatchError(cfg.ConfigError):
+    """The run directory or checkpoint belongs to another config, task set or batch layout."""
+
+
+# ------------------------------------------------------------------------------ config identity
+
+
+def _flat(config_dict: Mapping) -> dict[str, Any]:
+    return {f"{section}.{k}": v for section, fields in config_dict.items() for k, v in fields.items()}
+
+
+def _jsonable(x):
+    return json.loads(json.dumps(x))  # tuples -> lists, so saved and current values compare equal
+
+
+def config_fingerprint(config_dict: Mapping, tasks: Sequence[str]) -> dict[str, Any]:
+    """Run-defining fields `section.field -> value` of a config dict (`config.to_dict`); missing
+    fields take today's defaults, so a run saved before a field existed still resumes."""
+    flat = _flat(cfg.to_dict(cfg.Config()))
+    flat.update(_flat(config_dict))
+    flat = {k: v for k, v in flat.items() if k not in HOST_FIELDS}
+    flat["env.tasks"] = list(tasks)  # 'mt10' and its ten names are the same task set
+    return _jsonable(flat)
+
+
+def config_hash(fingerprint: Mapping) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def describe_diff(saved: Mapping, current: Mapping, limit: int = 4) -> str:
+    """'env.envs_per_task 4 -> 8, ...' for the fields that differ (at most `limit`, then a count)."""
+    keys = sorted(set(saved) | set(current))
+    diffs = [f"{k} {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}" for k in keys if saved.get(k) != current.get(k)]
+    more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return ", ".join(diffs[:limit]) + more
+
+
+def prepare_run_dir(out: Path, config: cfg.Config, tasks: Sequence[str]) -> bool:
+    """Check `out` before a run: True if it may resume (same run-defining config or empty).
+
+    A directory holding another config raises CheckpointMismatchError naming the fields that differ,
+    unless `--overwrite`; `--overwrite` removes the run's files (RUN_FILES only) and starts afresh.
+    """
+    out = Path(out)
+    if config.train.overwrite:
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return False
+    path = out / "config.json"
+    if not path.exists():
+        return True
+    saved = json.loads(path.read_text())
+    saved_fp = config_fingerprint(saved.get("config", {}), saved.get("tasks", []))
+    current_fp = config_fingerprint(cfg.to_dict(config), tasks)
+    if saved_fp != current_fp:
+        raise CheckpointMismatchError(
+            f"--out {out} holds a run of another config ({describe_diff(saved_fp, current_fp)}); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    return True
+
+
+def layout(task_names: Sequence[str], envs_per_task: int, num_seeds: int) -> dict[str, Any]:
+    """The batch layout a TrainState's shapes follow: env i is task i // envs_per_task, per seed."""
+    return {"tasks": list(task_names), "envs_per_task": int(envs_per_task), "num_seeds": int(num_seeds)}
+
+
+def check_layout(saved: Mapping, expected: Mapping, where: str) -> None:
+    """Raise CheckpointMismatchError naming the first field of the layout that differs."""
+    for key in ("tasks", "envs_per_task", "num_seeds"):
+        if saved.get(key) != expected.get(key):
+            raise CheckpointMismatchError(
+                f"checkpoint {where} was saved with {key} = {saved.get(key)!r} but this run has {key} = "
+                f"{expected.get(key)!r}; restore it with the same {key}, or train into another --out"
+            )
+
+
+# ------------------------------------------------------------------------------- the manager
+
+
+def abstract_state(tree) -> Any:
+    """Shapes, dtypes and a single-device sharding of every leaf: the restore target."""
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def _leaf_name(path) -> str:
+    parts = []
+    for key in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+    return ".".join(parts)
+
+
+class _DropOrbaxNotices(logging.Filter):
+    """Orbax logs routine notices as absl warnings (read-only mode, steps saved without a metric)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "orbax" not in record.pathname
+
+
+def _quiet_orbax() -> None:
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _DropOrbaxNotices) for f in absl_logger.filters):
+        absl_logger.addFilter(_DropOrbaxNotices())
+
+
+class Checkpointer:
+    """Save and restore a run's checkpoints in `directory` (normally DIR/checkpoints)."""
+
+    def __init__(self, directory: str | Path, keep: int = 3, read_only: bool = False):
+        import orbax.checkpoint as ocp
+
+        _quiet_orbax()
+        self._ocp = ocp
+        self.directory = Path(directory).absolute()
+        if read_only and not self.directory.is_dir():
+            raise FileNotFoundError(f"no checkpoints in {self.directory}")
+        policies = ocp.checkpoint_managers
+
+        def metric(metrics):
+            return float(metrics[BEST_METRIC])
+
+        options = ocp.CheckpointManagerOptions(
+            # Synchronous: the next chunk donates the state's buffers, so nothing may still read them.
+            enable_async_checkpointing=False,
+            create=not read_only,
+            read_only=read_only,
+            best_fn=metric,  # with a preservation policy this only makes orbax write and reload the metric
+            best_mode="max",
+            preservation_policy=None
+            if read_only
+            else policies.AnyPreservationPolicy(
+                [
+                    policies.LatestN(n=keep),
+                    policies.BestN(get_metric_fn=metric, reverse=False, n=1, keep_checkpoints_without_metrics=False),
+                ]
+            ),
+        )
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+    # ---- queries --------------------------------------------------------------------------
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def best_step(self) -> int | None:
+        """The step with the highest mean evaluation success (the later one on ties); None if none was evaluated."""
+        best, best_value = None, -np.inf
+        for step in self.steps():
+            metrics = self.manager.metrics(step)
+            if metrics and BEST_METRIC in metrics and float(metrics[BEST_METRIC]) >= best_value:
+                best, best_value = step, float(metrics[BEST_METRIC])
+        return best
+
+    def read_meta(self, step: int) -> dict:
+        ocp = self._ocp
+        return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+
+    # ---- save / restore -------------------------------------------------------------------
+    def save(self, step: int, state, meta: Mapping, success_mean: float | None = None) -> bool:
+        """Save `state` and `meta` as `step` (env steps); `success_mean` ranks it for best-by-eval."""
+        ocp = self._ocp
+        if step in self.manager.all_steps():
+            return False
+        meta = {"format": META_FORMAT, "time": datetime.datetime.now().isoformat(timespec="seconds"), **meta}
+        metrics = None if success_mean is None else {BEST_METRIC: float(success_mean)}
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_jsonable(meta))),
+            metrics=metrics,
+        )
+        return True
+
+    def _check_shapes(self, step: int, target) -> None:
+        """Name the first leaf whose saved shape or dtype differs from the target's."""
+        try:
+            tree = self.manager.item_metadata(step)["state"].tree
+            saved = {
+                leaf.name: leaf
+                for leaf in jax.tree_util.tree_leaves(tree)
+                if hasattr(leaf, "shape") and hasattr(leaf, "name")
+            }
+        except Exception:  # metadata layout differs across orbax versions: the restore itself still checks
+            return
+        where = self.directory / str(step)
+        wanted = jax.tree_util.tree_flatten_with_path(target)[0]
+        if not any(_leaf_name(path) in saved for path, _ in wanted):
+            return  # leaf names in another format (another orbax version): leave it to the restore
+        for path, want in wanted:
+            name = _leaf_name(path)
+            have = saved.get(name)
+            if have is None:
+                raise CheckpointMismatchError(f"checkpoint {where} has no entry {name}; it was saved by another trainer version or config")
+            if tuple(have.shape) != tuple(want.shape) or np.dtype(have.dtype) != np.dtype(want.dtype):
+                raise CheckpointMismatchError(
+                    f"checkpoint {where}: {name} has shape {tuple(have.shape)} {np.dtype(have.dtype)} but this run "
+                    f"expects {tuple(want.shape)} {np.dtype(want.dtype)}; restore it with the config it was trained with"
+                )
+
+    def restore(self, target, expected_layout: Mapping | None = None, step: int | None = None):
+        """(state, meta) of `step` (default: latest) restored into the structure of `target` (arrays or
+        ShapeDtypeStructs); the layout and every leaf's shape are checked first. None if there is none."""
+        ocp = self._ocp
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        meta = self.read_meta(step)
+        if expected_layout is not None:
+            check_layout(meta.get("layout", {}), expected_layout, str(self.directory / str(step)))
+        target = abstract_state(target)
+        self._check_shapes(step, target)
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        return restored.state, meta
+
+    def restore_raw(self, step: int) -> tuple[dict, dict]:
+        """(state as nested dicts of arrays, meta) without a target: for evaluation and videos, which
+        need the actor and the normaliser but not the trainer that saved them."""
+        ocp = self._ocp
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        return restored.state, dict(restored.meta)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def open_run(run_dir: str | Path, best: bool = False) -> tuple[dict, dict, dict, int]:
+    """(config.json, raw state, meta, step) of a run's latest (or best-by-eval) checkpoint.
+
+    Raises FileNotFoundError with a one-line reason when the run has no config or no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"--run {run_dir} has no config.json; give a directory written by toppo_jax.train")
+    saved = json.loads(config_path.read_text())
+    ckpt = Checkpointer(run_dir / CHECKPOINTS, read_only=True)
+    try:
+        step = ckpt.best_step() if best else ckpt.latest_step()
+        if step is None:
+            what = "evaluated checkpoint (--best)" if best else "checkpoint"
+            raise FileNotFoundError(f"--run {run_dir} has no {what} in {ckpt.directory}")
+        state, meta = ckpt.restore_raw(step)
+    finally:
+        ckpt.close()
+    return saved, state, meta, step
