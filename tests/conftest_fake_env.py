@@ -55,6 +55,7 @@ class FakeState:
     goal_index: jax.Array
     t: jax.Array
     rng: jax.Array
+    calls: jax.Array  # step() calls so far (scalar): lets a test poison rewards from a given point on
 
 
 def _goal_table(task: str, seed: int) -> jax.Array:
@@ -68,7 +69,8 @@ def _goal_table(task: str, seed: int) -> jax.Array:
 
 
 class FakeMultiTaskEnv:
-    def __init__(self, tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20):
+    def __init__(self, tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20,
+                 nan_task=None, nan_after=0):
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown fake task(s) {unknown}; valid: {', '.join(TASKS)}")
@@ -82,11 +84,17 @@ class FakeMultiTaskEnv:
         self.staggered = staggered and not eval_mode
         self.eval_mode = eval_mode
         self.impl = impl
+        # Reward NaN for `nan_task` from step() call `nan_after` on (the trainer's NaN-guard tests).
+        self._nan_env = None if nan_task is None else (self._task_id_of(tasks, nan_task), nan_after)
         self._goals = jnp.stack([_goal_table(t, seed) for t in self.task_names])  # [T, 50, 3]
         self._task_id = jnp.repeat(jnp.arange(self.num_tasks, dtype=jnp.int32), envs_per_task)
         scales = jnp.array([0.1, 1.0, 10.0], jnp.float32)
         self._scale = scales[jnp.arange(self.num_tasks) % 3][self._task_id]
         self._one_hot = jax.nn.one_hot(self._task_id, self.num_tasks, dtype=jnp.float32)
+
+    @staticmethod
+    def _task_id_of(tasks, name):
+        return tuple(tasks).index(name)
 
     def _obs(self, pos, prev_pos, goal_index):
         goal = self._goals[self._task_id, goal_index]
@@ -123,6 +131,7 @@ class FakeMultiTaskEnv:
             goal_index=goal_index,
             t=t,
             rng=rng,
+            calls=jnp.zeros((), jnp.int32),
         )
 
     def step(self, state, action):
@@ -130,6 +139,9 @@ class FakeMultiTaskEnv:
         pos = jnp.clip(state.pos + 0.1 * action[:, :3], -1.0, 1.0)
         dist = jnp.linalg.norm(pos - self._goal(state.goal_index), axis=-1)
         reward = self._scale * (1.0 - jnp.tanh(5.0 * dist))
+        if self._nan_env is not None:
+            task, after = self._nan_env
+            reward = jnp.where((self._task_id == task) & (state.calls >= after), jnp.nan, reward)
         success = jnp.maximum(state.metrics["success"], (dist < SUCCESS_RADIUS).astype(jnp.float32))
         t = state.t + 1
         done = (t >= self.episode_length).astype(jnp.float32)
@@ -151,15 +163,16 @@ class FakeMultiTaskEnv:
             goal_index=new_goal,
             t=jnp.where(reset, 0, t),
             rng=rng,
+            calls=state.calls + 1,
         )
 
 
-def make_fake_multitask(tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20):
-    """Same signature as `envs.make_multitask` (plus `episode_length`)."""
+def make_fake_multitask(tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20, **poison):
+    """Same signature as `envs.make_multitask` (plus `episode_length`, and `nan_task`/`nan_after`)."""
     return FakeMultiTaskEnv(
-        tasks, envs_per_task, seed=seed, impl=impl, staggered=staggered, eval_mode=eval_mode, episode_length=episode_length
+        tasks, envs_per_task, seed=seed, impl=impl, staggered=staggered, eval_mode=eval_mode, episode_length=episode_length, **poison
     )
 
 
-def fake_factory(episode_length: int = 20):
-    return functools.partial(make_fake_multitask, episode_length=episode_length)
+def fake_factory(episode_length: int = 20, **poison):
+    return functools.partial(make_fake_multitask, episode_length=episode_length, **poison)

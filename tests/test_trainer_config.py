@@ -105,6 +105,14 @@ def test_parse_args_preset_then_flag_overrides():
         (["--seed", "abc"], "--seed"),
         (["--tasks", "fake-rech-0"], "did you mean fake-reach-0"),
         (["--num-minibatches", "3"], "--num-minibatches 3"),
+        (["--num-minibatches", "100000"], "smaller than the 4 tasks"),
+        (["--envs-per-task", "0"], "--envs-per-task 0 is not valid; it must be > 0"),
+        (["--learning-rate", "-1e-3"], "--learning-rate -0.001 is not valid"),
+        (["--total-env-steps", "0"], "--total-env-steps 0"),
+        (["--nan-rollbacks", "-1"], "--nan-rollbacks -1"),
+        (["--critic-combiner", "fairgard"], "did you mean fairgrad"),
+        (["--impl", "cuda"], "choose one of: mujoco, warp, jax, auto"),
+        (["--impl", "warp"], "--impl 'warp': impl='warp' (MJX) is not available"),
     ],
 )
 def test_main_bad_input_exits_2_with_one_line(argv, mentions, capsys):

@@ -47,6 +47,7 @@ HOST_FIELDS = frozenset(
         "train.videos",
         "train.video_every",
         "train.video_tasks",
+        "train.nan_rollbacks",
     }
 )
 # What --overwrite removes from a run directory (never anything else).
@@ -55,6 +56,51 @@ RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "plots", "videos", "wa
 
 class CheckpointMismatchError(cfg.ConfigError):
     """The run directory or checkpoint belongs to another config, task set or batch layout."""
+
+
+class CheckpointCorruptError(cfg.ConfigError):
+    """Every checkpoint of a run directory is unreadable."""
+
+
+class RunLockedError(cfg.ConfigError):
+    """Another training process is writing to the run directory."""
+
+
+LOCK_FILE = ".lock"
+UNREADABLE = "checkpoints-unreadable"  # where unreadable checkpoints are moved, beside DIR/checkpoints
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a training process (`DIR/.lock`).
+
+    `fcntl.flock` on an open file: the kernel drops it when the process ends, however it ends
+    (SIGKILL included), so a crashed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, out: Path):
+        import fcntl
+        import os
+        import socket
+
+        self.path = Path(out) / LOCK_FILE
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown process"
+            self._file.close()
+            raise RunLockedError(
+                f"--out {out} is in use by another training run ({holder}); wait for it to end or choose another --out"
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing the file drops the flock
 
 
 # ------------------------------------------------------------------------------ config identity
@@ -174,6 +220,7 @@ class Checkpointer:
 
         _quiet_orbax()
         self._ocp = ocp
+        self._read_only = read_only
         self.directory = Path(directory).absolute()
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoints in {self.directory}")
@@ -263,20 +310,60 @@ class Checkpointer:
                     f"expects {tuple(want.shape)} {np.dtype(want.dtype)}; restore it with the config it was trained with"
                 )
 
-    def restore(self, target, expected_layout: Mapping | None = None, step: int | None = None):
-        """(state, meta) of `step` (default: latest) restored into the structure of `target` (arrays or
-        ShapeDtypeStructs); the layout and every leaf's shape are checked first. None if there is none."""
+    def restore(self, target, expected_layout: Mapping | None = None, step: int | None = None, warn=None):
+        """(state, meta) of `step` (default: the latest readable one) restored into the structure of
+        `target` (arrays or ShapeDtypeStructs); the layout and every leaf's shape are checked first.
+        None if there is no checkpoint.
+
+        Without `step`, an unreadable checkpoint (truncated file, missing item) is reported through
+        `warn`, moved out of the way (to DIR/checkpoints-unreadable/, unless read-only) and the one
+        before it is used; if none is readable, CheckpointCorruptError. A checkpoint of another
+        layout is not corruption: it raises CheckpointMismatchError.
+        """
         ocp = self._ocp
-        step = self.latest_step() if step is None else step
-        if step is None:
-            return None
-        meta = self.read_meta(step)
-        if expected_layout is not None:
-            check_layout(meta.get("layout", {}), expected_layout, str(self.directory / str(step)))
+        candidates = [step] if step is not None else sorted(self.steps(), reverse=True)
         target = abstract_state(target)
-        self._check_shapes(step, target)
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-        return restored.state, meta
+        for s in candidates:
+            where = self.directory / str(s)
+            try:
+                meta = self.read_meta(s)
+            except Exception as err:  # noqa: BLE001 - any read failure means this checkpoint is unusable
+                if step is not None:
+                    raise
+                self._set_aside(s, err, warn)
+                continue
+            if expected_layout is not None:
+                check_layout(meta.get("layout", {}), expected_layout, str(where))
+            self._check_shapes(s, target)
+            try:
+                restored = self.manager.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+            except Exception as err:  # noqa: BLE001
+                if step is not None:
+                    raise
+                self._set_aside(s, err, warn)
+                continue
+            return restored.state, meta
+        if candidates:
+            raise CheckpointCorruptError(
+                f"no readable checkpoint in {self.directory} (moved to {self.directory.parent / UNREADABLE}); "
+                "pass --overwrite to start the run afresh"
+            )
+        return None
+
+    def _set_aside(self, step: int, err: BaseException, warn) -> None:
+        """Report an unreadable checkpoint and move it out of the manager's sight (so the step can be saved again)."""
+        where = self.directory / str(step)
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+        dest = None
+        if not self._read_only:
+            dest = self.directory.parent / UNREADABLE / f"{step}-{datetime.datetime.now():%Y%m%dT%H%M%S}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(where), str(dest))
+            self.manager.reload()
+        moved = f"moved to {dest}" if dest else "left in place (read-only)"
+        (warn or logging.getLogger(__name__).warning)(
+            f"checkpoint {where} is unreadable ({reason}); {moved}; using the checkpoint before it"
+        )
 
     def restore_raw(self, step: int) -> tuple[dict, dict]:
         """(state as nested dicts of arrays, meta) without a target: for evaluation and videos, which

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 from toppo_jax.combiners import COMBINERS
 from toppo_jax.networks import ACTIVATIONS
 
-IMPLS = ("mujoco", "warp", "jax")
+IMPLS = ("mujoco", "warp", "jax", "auto")
 CRITIC_HEADS = ("scalar", "per_task")
 
 
@@ -80,6 +80,7 @@ class TrainConfig:
     checkpoint_every: int = 1_000_000  # env steps between checkpoints (0: only at evaluations and the end)
     keep_checkpoints: int = 3  # keep the last N checkpoints, plus the best by eval success
     overwrite: bool = False  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
+    nan_rollbacks: int = 0  # on non-finite losses/params: restore the last checkpoint with a halved learning rate, at most N times (0: stop)
     wandb: bool = True  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
     wandb_project: str = "toppo-jax"  # the wandb project (online: where the run appears)
     videos: bool = True  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
@@ -183,6 +184,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _positive("--checkpoint-every", train.checkpoint_every, allow_zero=True)
     _positive("--keep-checkpoints", train.keep_checkpoints)
     _positive("--video-every", train.video_every, allow_zero=True)
+    _positive("--nan-rollbacks", train.nan_rollbacks, allow_zero=True)
     if not train.wandb_project:
         raise ConfigError("--wandb-project '' is not valid; give a project name")
     if len(train.worst_k) == 0 or any(k <= 0 for k in train.worst_k):

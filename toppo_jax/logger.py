@@ -183,6 +183,12 @@ class RunLogger:
         if lines:
             self.wandb.log(mean_over_seeds(lines), step=int(lines[0]["env_steps"]))
 
+    def rewind(self, env_steps: int) -> None:
+        """Drop the lines after `env_steps` (a NaN rollback restored that checkpoint) and go on appending."""
+        self._file.close()
+        truncate_metrics(self.path, env_steps)
+        self._file = open(self.path, "a")
+
     def close(self) -> None:
         self._file.close()
         self.wandb.finish()

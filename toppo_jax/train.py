@@ -30,7 +30,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -79,6 +81,11 @@ def _by_task(x: jax.Array, num_tasks: int) -> jax.Array:
     per = num_envs // num_tasks
     x = x.reshape((length, num_tasks, per) + x.shape[2:])
     return jnp.moveaxis(x, 1, 0).reshape((num_tasks, length * per) + x.shape[3:])
+
+
+def _all_finite(tree) -> jax.Array:
+    """True iff every entry of every leaf is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
 def build_networks(config: cfg.Config, observation_size: int, action_size: int, num_tasks: int) -> nets.Networks:
@@ -198,6 +205,9 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
             "actor_grad_norm": actor_diag["grad_norms"],
             "actor_update_norm": optax.tree.norm(actor_dir),
             "critic_update_norm": optax.tree.norm(critic_dir),
+            # Per task: did this minibatch's loss or gradient go non-finite (read by the host's NaN guard).
+            "nonfinite_actor": ~(jnp.isfinite(surrogate) & jnp.isfinite(entropy) & jnp.isfinite(actor_diag["grad_norms"])),
+            "nonfinite_critic": ~(jnp.isfinite(value_losses) & jnp.isfinite(critic_diag["grad_norms"])),
         }
         return (actor_params, critic_params, actor_opt, critic_opt, popart_state), metrics
 
@@ -242,8 +252,14 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
 
         carry = (state.actor_params, state.critic_params, state.actor_opt_state, state.critic_opt_state, state.popart)
         carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(epoch_rng, ppo_c.num_epochs))
+        flags = {k: jnp.any(metrics.pop(k), axis=(0, 1)) for k in ("nonfinite_actor", "nonfinite_critic")}
         metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=(0, 1)), metrics)
         actor_params, critic_params, actor_opt, critic_opt, popart_state = carry
+        env_bad = ~(jnp.isfinite(traj.reward) & jnp.all(jnp.isfinite(traj.obs), axis=-1))
+        flags.update(
+            nonfinite_env=jnp.any(_by_task(env_bad, num_tasks), axis=1),
+            nonfinite_params=~jnp.stack([_all_finite(t) for t in (actor_params, critic_params, popart_state, obs_stats)]),
+        )
 
         done_by_task = _by_task(traj.done, num_tasks)
         metrics.update(
@@ -253,6 +269,7 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
             explained_variance=ppo.explained_variance(values, targets),
             popart_sigma=popart.popart_sigma(popart_state),
             popart_mean=popart_state.mean,
+            **flags,
         )
         new_state = TrainState(
             actor_params=actor_params,
@@ -276,6 +293,8 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
                 metrics[key] = jnp.sum(x, axis=0)
             elif key in ("popart_sigma", "popart_mean"):
                 metrics[key] = x[-1]
+            elif key.startswith("nonfinite_"):
+                metrics[key] = x  # per iteration: the host names the first iteration that went bad
             else:
                 metrics[key] = jnp.mean(x, axis=0)
         metrics["env_steps"] = state.env_steps
@@ -309,7 +328,7 @@ def chunk_metrics(metrics: dict, task_names: Sequence[str]) -> dict[str, float]:
     successes = np.asarray(metrics["successes"], np.float64)
     for key, value in metrics.items():
         value = np.asarray(value)
-        if key in ("episodes", "successes", "env_steps"):
+        if key in ("episodes", "successes", "env_steps") or key.startswith("nonfinite_"):
             continue
         if value.ndim == 0:
             out[f"train/{key}"] = float(value)
@@ -322,6 +341,34 @@ def chunk_metrics(metrics: dict, task_names: Sequence[str]) -> dict[str, float]:
                 out[f"train/success/{name}"] = float(s / n)
     out["train/episodes"] = float(episodes.sum())
     return out
+
+
+PARAM_GROUPS = ("actor parameters", "critic parameters", "PopArt statistics", "observation normaliser")
+
+
+class TrainingDivergedError(RuntimeError):
+    """Non-finite losses, gradients, rewards or parameters: the chunk's state is discarded, never saved."""
+
+
+def nonfinite_report(metrics: dict, task_names: Sequence[str], first_env_step: int, steps_per_iteration: int) -> str | None:
+    """One seed's chunk metrics -> None if all finite, else where it first went bad: the env step, the
+    quantity and the task(s) (the first iteration of the chunk with a non-finite value is named)."""
+    per_iter = {k: np.asarray(v) for k, v in metrics.items() if k.startswith("nonfinite_")}
+    if not per_iter:
+        return None
+    bad = np.stack([v.reshape(v.shape[0], -1).any(axis=1) for v in per_iter.values()]).any(axis=0)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    parts = []
+    for key, what in (("nonfinite_env", "env reward/obs"), ("nonfinite_actor", "actor loss/gradient"), ("nonfinite_critic", "critic loss/gradient")):
+        if key in per_iter and per_iter[key][i].any():
+            tasks = [name for name, flag in zip(task_names, per_iter[key][i]) if flag]
+            parts.append(f"{what} of task(s) {', '.join(tasks)}")
+    if "nonfinite_params" in per_iter and per_iter["nonfinite_params"][i].any():
+        parts.append(" and ".join(name for name, flag in zip(PARAM_GROUPS, per_iter["nonfinite_params"][i]) if flag))
+    start = first_env_step + i * steps_per_iteration
+    return f"non-finite {'; '.join(parts)} in the iteration of env steps {start:,}-{start + steps_per_iteration:,}"
 
 
 def setup_compilation_cache() -> str:
@@ -419,14 +466,10 @@ def run(
     backend's optimisation level to compile faster).
     """
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from toppo_jax import checkpoint as ckpt
-    from toppo_jax import logger as logs
-    from toppo_jax import plots
-    from toppo_jax import video
 
-    env_c, train_c = config.env, config.train
+    train_c = config.train
     console = Console(stderr=True)
     warned: set[str] = set()
 
@@ -437,42 +480,105 @@ def run(
 
     cache_dir = setup_compilation_cache()
     out = Path(train_c.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise cfg.ConfigError(f"--out {out} is not writable ({err.strerror or err}); choose another --out") from None
+    lock = ckpt.RunLock(out)  # a second run on the same --out stops here
+    try:
+        return _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir)
+    finally:
+        lock.release()
+
+
+class _GracefulStop:
+    """SIGTERM/SIGINT -> a request the host loop honours after the current chunk (a second signal
+    interrupts at once). Installed only in the main thread, and the previous handlers come back on exit."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+        self.signal_name = signal.Signals(signum).name
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from toppo_jax import checkpoint as ckpt
+    from toppo_jax import logger as logs
+    from toppo_jax import plots
+    from toppo_jax import video
+
+    env_c, train_c = config.env, config.train
     may_resume = ckpt.prepare_run_dir(out, config, tasks)
     env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered)
     eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True)
-    trainer = make_train(config, env, eval_env)
     num_seeds = train_c.num_seeds
     seeds = [train_c.seed + i for i in range(num_seeds)]
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-
-    # One seed runs unbatched so envs whose step is a host callback need no vmap rule.
     if num_seeds == 1:
-        init_fn, chunk_fn, eval_fn = trainer.init, trainer.train_chunk, trainer.evaluate
         keys = keys[0]
-    else:
-        init_fn, chunk_fn, eval_fn = (jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
+
+    def build(lr_scale: float) -> Trainer:
+        """The trainer; a NaN rollback rebuilds it with a scaled learning rate (the only difference)."""
+        scaled = config if lr_scale == 1.0 else cfg.replace(config, ppo={"learning_rate": config.ppo.learning_rate * lr_scale})
+        return make_train(scaled, env, eval_env)
+
+    def programs(trainer: Trainer):
+        # One seed runs unbatched so envs whose step is a host callback need no vmap rule.
+        if num_seeds == 1:
+            return trainer.init, trainer.train_chunk, trainer.evaluate
+        return tuple(jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
 
     def per_seed(tree, i):
         return jax.tree_util.tree_map(lambda x: np.asarray(x) if num_seeds == 1 else np.asarray(x)[i], tree)
 
+    trainer = build(1.0)
+    init_fn, _, _ = programs(trainer)
     fingerprint = ckpt.config_fingerprint(cfg.to_dict(config), tasks)
     config_hash = ckpt.config_hash(fingerprint)
     layout = ckpt.layout(trainer.task_names, env.envs_per_task, num_seeds)
     abstract = jax.eval_shape(init_fn, keys)
     checkpointer = ckpt.Checkpointer(out / ckpt.CHECKPOINTS, keep=train_c.keep_checkpoints)
+    warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # noqa: E731
     logger = None
+    stopper = _GracefulStop()
     try:
+        stopper.__enter__()
         # Restore before anything is written, so a mismatching checkpoint leaves the directory as it was.
-        restored = checkpointer.restore(abstract, layout) if may_resume else None
+        restored = checkpointer.restore(abstract, layout, warn=warn) if may_resume else None
         steps_per_chunk = trainer.env_steps_per_chunk
+        steps_per_iteration = steps_per_chunk // train_c.iterations_per_chunk
         num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
+        lr_scale = 1.0
         if restored is not None:
             state, meta = restored
             start = int(meta["chunk"]) + 1
+            lr_scale = float(meta.get("lr_scale", 1.0))
             run_id = meta.get("wandb_run_id") or logs.new_run_id()
             prior = logs.truncate_metrics(out / logs.METRICS_FILE, int(meta["env_steps"]))
             note = f"resuming {out} from its checkpoint at {int(meta['env_steps']):,} env steps (chunk {start})"
+            if lr_scale != 1.0:
+                note += f", learning rate x {lr_scale:g} after NaN rollbacks"
+                trainer = build(lr_scale)
             console.print(note, soft_wrap=True)
             if start >= num_chunks:
                 note = f"{out} is complete at {start * steps_per_chunk:,} env steps; raise --total-env-steps to train further"
@@ -502,15 +608,18 @@ def run(
         }
         (out / "config.json").write_text(json.dumps(info, indent=2))
 
-        with warnings.catch_warnings():
-            # CPU backends cannot reuse donated buffers and say so on every call.
-            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-            t0 = time.perf_counter()
-            # Compiled for the abstract state, so a fresh and a resumed run run the same program.
-            chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options).lower(abstract).compile()
-            evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(abstract).compile()
-            compile_s = time.perf_counter() - t0
+        def compile_programs(trainer: Trainer):
+            _, chunk_fn, eval_fn = programs(trainer)
+            with warnings.catch_warnings():
+                # CPU backends cannot reuse donated buffers and say so on every call.
+                warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+                t0 = time.perf_counter()
+                # Compiled for the abstract state, so a fresh and a resumed run run the same program.
+                chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options).lower(abstract).compile()
+                evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(abstract).compile()
+            return chunk, evaluate, time.perf_counter() - t0
 
+        chunk, evaluate, compile_s = compile_programs(trainer)
         wandb_run = logs.Wandb(
             train_c.wandb,
             project=train_c.wandb_project,
@@ -551,6 +660,19 @@ def run(
                 wandb_run.video(f"video/{task}", path, step=env_steps, caption=f"{task} at {env_steps:,} env steps")
             return True
 
+        def save(state, c, env_steps, success_mean):
+            meta = {
+                "chunk": c,
+                "env_steps": env_steps,
+                "wandb_run_id": run_id,
+                "config_hash": config_hash,
+                "layout": layout,
+                "eval/success_mean": success_mean,
+                "lr_scale": lr_scale,
+            }
+            checkpointer.save(env_steps, state, meta, success_mean=success_mean)
+
+        rollbacks_left = train_c.nan_rollbacks
         lines: list[dict] = list(prior)
         columns = (
             TextColumn("[bold]{task.description}"),
@@ -564,12 +686,40 @@ def run(
             bar = progress.add_task(
                 "toppo", total=num_chunks * steps_per_chunk, completed=start * steps_per_chunk, status=f"compile {compile_s:.1f}s"
             )
-            for c in range(start, num_chunks):
+            c, first_of_session = start, True
+            while c < num_chunks:
                 t_start = time.perf_counter()
                 state, metrics = chunk(state)
                 metrics = jax.device_get(metrics)
                 elapsed = time.perf_counter() - t_start
                 env_steps = (c + 1) * steps_per_chunk
+                # NaN guard: a chunk with a non-finite value is never logged or saved.
+                bad = [(seed, nonfinite_report(per_seed(metrics, i), trainer.task_names, c * steps_per_chunk, steps_per_iteration))
+                       for i, seed in enumerate(seeds)]  # fmt: skip
+                bad = [f"seed {seed}: {r}" for seed, r in bad if r]
+                if bad:
+                    last_good = checkpointer.latest_step()
+                    what = "; ".join(bad)
+                    if rollbacks_left > 0 and last_good is not None:
+                        rollbacks_left -= 1
+                        lr_scale *= 0.5
+                        state, meta = checkpointer.restore(abstract, layout, warn=warn)
+                        warn(
+                            f"{what}; rolled back to the checkpoint at {int(meta['env_steps']):,} env steps with the "
+                            f"learning rate x {lr_scale:g} ({rollbacks_left} rollback(s) left)"
+                        )
+                        trainer = build(lr_scale)
+                        chunk, evaluate, _ = compile_programs(trainer)
+                        c = int(meta["chunk"]) + 1
+                        logger.rewind(int(meta["env_steps"]))
+                        lines = [line for line in lines if line["env_steps"] <= int(meta["env_steps"])]
+                        progress.update(bar, completed=c * steps_per_chunk)
+                        continue
+                    kept = f"the last good checkpoint ({last_good:,} env steps) is kept in {checkpointer.directory}" if last_good else "no checkpoint had been written"
+                    raise TrainingDivergedError(
+                        f"training diverged: {what}; {kept}; nothing of this chunk was saved "
+                        f"(--nan-rollbacks N retries from the last checkpoint with a halved learning rate)"
+                    )
                 last = c == num_chunks - 1
                 evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
                 eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
@@ -577,13 +727,14 @@ def run(
                 for i, seed in enumerate(seeds):
                     m = per_seed(metrics, i)
                     line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_seeds / elapsed}
-                    if c == start:
+                    if first_of_session:
                         line["perf/compile_s"] = compile_s
                     line.update(chunk_metrics(m, trainer.task_names))
                     if eval_success is not None:
                         line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
                         status.append(f"eval {_fmt(line['eval/success_mean'])}")
                     chunk_lines.append(line)
+                first_of_session = False
                 logger.log(chunk_lines)
                 lines.extend(chunk_lines)
                 if evaluate_now:
@@ -592,21 +743,23 @@ def run(
                     except Exception as err:  # noqa: BLE001 - a plot must never stop training
                         warn_once("plots", f"plots not drawn ({type(err).__name__}: {err})")
                 # The checkpoint follows the metrics of its chunk, so a resume truncates, never loses, lines.
-                if evaluate_now or last or _crossed(train_c.checkpoint_every, env_steps, steps_per_chunk):
-                    success_mean = None if eval_success is None else float(np.mean(eval_success))
-                    meta = {
-                        "chunk": c,
-                        "env_steps": env_steps,
-                        "wandb_run_id": run_id,
-                        "config_hash": config_hash,
-                        "layout": layout,
-                        "eval/success_mean": success_mean,
-                    }
-                    checkpointer.save(env_steps, state, meta, success_mean=success_mean)
+                stopping = stopper.signal_name is not None
+                if evaluate_now or last or stopping or _crossed(train_c.checkpoint_every, env_steps, steps_per_chunk):
+                    save(state, c, env_steps, None if eval_success is None else float(np.mean(eval_success)))
+                if stopping:
+                    progress.stop()
+                    console.print(
+                        f"received {stopper.signal_name}: stopped after {env_steps:,} env steps with a checkpoint in "
+                        f"{checkpointer.directory}; rerun the same command to resume",
+                        soft_wrap=True,
+                    )
+                    break
                 if videos_on and (last or _crossed(train_c.video_every, env_steps, steps_per_chunk)):
                     videos_on = film(state, lines, env_steps)
                 progress.update(bar, advance=steps_per_chunk, status=f"{chunk_lines[-1]['sps']:,.0f} sps " + " ".join(status))
+                c += 1
     finally:
+        stopper.__exit__()
         if logger is not None:
             logger.close()
         checkpointer.close()
@@ -634,6 +787,8 @@ def main(
     compiler_options: dict | None = None,
 ) -> int:
     """CLI entry. Bad input: one line on stderr naming the value and the choices, exit code 2.
+    Divergence (non-finite values, see `nonfinite_report`): one line naming where, exit code 3.
+    SIGTERM/SIGINT: the current chunk ends, a checkpoint is written, exit code 0.
 
     `make_env` (signature of `envs.make_multitask`), `task_catalog` and `compiler_options` (see
     `run`) let tests inject another env and compile faster.
@@ -645,12 +800,27 @@ def main(
         from toppo_jax.video import resolve_video_tasks
 
         resolve_video_tasks(config.train.video_tasks, tasks)
+        if make_env is None:
+            check_impl(config.env.impl)
         # A run directory of another config, or a checkpoint of another layout, is bad input too.
         run(config, tasks, make_env or _default_make_env, compiler_options)
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     return 0
+
+
+def check_impl(impl: str) -> None:
+    """A physics backend that cannot run here is bad input (ConfigError), found before anything compiles."""
+    from envs import backends
+
+    try:
+        backends.check_impl(impl)
+    except (backends.BackendUnavailableError, ValueError) as err:
+        raise cfg.ConfigError(f"--impl {impl!r}: {err}") from None
 
 
 if __name__ == "__main__":

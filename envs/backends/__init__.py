@@ -19,22 +19,30 @@ class BackendUnavailableError(RuntimeError):
     """The requested physics backend cannot run here (missing package, no device, task not ported)."""
 
 
+def check_impl(impl: str) -> str:
+    """The backend `impl` resolves to here; BackendUnavailableError (naming the valid choices) if it cannot run."""
+    import jax
+
+    if impl == "auto":
+        return {"gpu": "warp", "cuda": "warp", "tpu": "jax"}.get(jax.default_backend(), "mujoco")
+    if impl == "mujoco":
+        return impl
+    if impl in ("warp", "jax"):
+        raise BackendUnavailableError(
+            f"impl='{impl}' (MJX) is not available yet in this build; valid now: mujoco, auto (issue 4 adds warp and jax)"
+        )
+    raise ValueError(f"unknown impl '{impl}'; valid: auto, {', '.join(IMPLS)}")
+
+
 def make_backend(impl: str, task_model, mocap_low, mocap_high, **kwargs):
     """Build a backend by name; 'auto' picks warp on NVIDIA, jax on TPU, mujoco on CPU."""
     import logging
 
     import jax
 
+    picked = check_impl(impl)
     if impl == "auto":
-        platform = jax.default_backend()
-        impl = {"gpu": "warp", "cuda": "warp", "tpu": "jax"}.get(platform, "mujoco")
-        logging.getLogger("envs").info("impl='auto' picked %s on platform %s", impl, platform)
-    if impl == "mujoco":
-        from envs.backends.mujoco_backend import MujocoBackend
+        logging.getLogger("envs").info("impl='auto' picked %s on platform %s", picked, jax.default_backend())
+    from envs.backends.mujoco_backend import MujocoBackend
 
-        return MujocoBackend(task_model, mocap_low, mocap_high, **kwargs)
-    if impl in ("warp", "jax"):
-        raise BackendUnavailableError(
-            f"impl='{impl}' (MJX) is not available yet in this build; valid now: mujoco (issue 4 adds warp and jax)"
-        )
-    raise ValueError(f"unknown impl '{impl}'; valid: auto, {', '.join(IMPLS)}")
+    return MujocoBackend(task_model, mocap_low, mocap_high, **kwargs)
