@@ -14,3 +14,4 @@ jax.config.update("jax_compilation_cache_dir", str(Path(os.environ["TOPPO_CACHE_
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 warnings.filterwarnings("ignore", message=".*Constant\\(s\\) may be too high.*")
+

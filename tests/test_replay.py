@@ -7,6 +7,8 @@ kinematics of float64 physics), reward within 1e-3, success identical. Against t
 trajectory itself (warm-started solver) the one-step difference stays below 5e-3.
 """
 
+import functools
+
 import mujoco
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ import envs
 from envs import assets, parity
 from envs.sawyer import SawyerEnv
 
-GOALS = (0, 17)
+# Goal 17 for every task in the fast suite; two more goals per task in `make test-slow`.
+GOALS = (17, pytest.param(0, marks=pytest.mark.slow), pytest.param(33, marks=pytest.mark.slow))
 
 
 @pytest.fixture(scope="module", params=sorted(envs.TASKS))
@@ -23,9 +26,15 @@ def env(request):
     return SawyerEnv(request.param, eval_mode=True)
 
 
+@functools.lru_cache(maxsize=4)
+def expert_trajectory(env, goal):
+    """The official expert episode on `goal` (computed once per task and worker)."""
+    return parity.official_trajectory(env.name, env.goals[goal], env.task_model)
+
+
 @pytest.mark.parametrize("goal", GOALS)
 def test_state_replay_matches_official(env, goal):
-    traj = parity.official_trajectory(env.name, env.goals[goal], env.task_model)
+    traj = expert_trajectory(env, goal)
     err = parity.replay_errors(env, goal, traj)
     assert traj["success"].max() == 1.0, "the official expert should succeed on these goals"
     assert err["success"].max() == 0, f"success differs at steps {np.flatnonzero(err['success'])[:10]}"
@@ -66,7 +75,7 @@ def test_port_model_is_the_official_model_plus_sensors_and_fixture_mocaps(env):
 def test_contacts_equal_official_along_expert_trajectory(env):
     """Same colliding geom pairs as official at states along an expert episode (mocap fixtures keep official filtering)."""
     goal = 17
-    traj = parity.official_trajectory(env.name, env.goals[goal], env.task_model, steps=300)
+    traj = expert_trajectory(env, goal)
     official = assets.official_env(env.name)
     official.set_task(assets.make_task_data(env.name, env.goals[goal]))
     official.reset()

@@ -1,0 +1,40 @@
+"""button-press-wall-v3 (metaworld/envs/sawyer_button_press_wall_v3.py): press the button in along +y, behind a wall."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from envs import rewards
+from envs.tasks.base import Task, info, tcp_center
+
+
+class ButtonPressWall(Task):
+    name = "button-press-wall"
+    frames = ("body:button",)
+
+    def constants(self, env):
+        return {"obj_to_target_init": np.asarray(env._obj_to_target_init, np.float64)}
+
+    def objects(self, kin, c):
+        f = kin.frames["body:button"]
+        return f.pos + jnp.array([0.0, -0.193, 0.0]), f.quat
+
+    def evaluate(self, obs, action, kin, c):
+        obj, tcp = obs[4:7], tcp_center(kin)
+        tcp_to_obj = jnp.linalg.norm(obj - tcp)
+        tcp_to_obj_init = jnp.linalg.norm(obj - c["init_tcp"])
+        obj_to_target = jnp.abs(c["target_pos"][1] - obj[1])
+        near_button = rewards.tolerance(tcp_to_obj, bounds=(0, 0.01), margin=tcp_to_obj_init, sigmoid="long_tail")
+        button_pressed = rewards.tolerance(
+            obj_to_target, bounds=(0, 0.005), margin=c["obj_to_target_init"], sigmoid="long_tail"
+        )
+        far = 2 * rewards.hamacher_product((1 - obs[3]) / 2.0, near_button)
+        near = 2 + 2 * (1 + obs[3]) + 4 * button_pressed**2
+        reward = jnp.where(tcp_to_obj > 0.07, far, near)
+        return reward, info(
+            obj_to_target <= 0.03, tcp_to_obj <= 0.05, obs[3] > 0, near_button, button_pressed, obj_to_target, reward,
+        )
+
+
+TASKS = (ButtonPressWall(),)
