@@ -45,7 +45,7 @@ parity: install  ## make parity TASKS=mt10 [EPISODES=20] [SEED=0] [IMPL=mujoco] 
 	$(PY) -m envs.parity --tasks $(TASKS) --episodes $(EPISODES) --seed $(SEED) --impl $(IMPL) $(if $(JSON),--json $(JSON),)
 
 bench: install  ## make bench [QUICK=1] [BENCH_JSON=docs/bench.json]
-	$(PY) -m experiments.bench $(if $(QUICK),--quick,) $(if $(BENCH_JSON),--json $(BENCH_JSON),)
+	$(PY) -m experiments.bench $(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) $(if $(BENCH_JSON),--json $(BENCH_JSON),) $(if $(PER_TASK),--per-task $(PER_TASK),)
 
 plots: install  ## make plots RUN=runs/...
 	$(PY) -m toppo_jax.plots --run $(RUN)

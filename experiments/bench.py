@@ -119,6 +119,69 @@ def official_vector_sps(tasks, steps: int, workers: int, seed: int = 0) -> float
     return steps * workers / dt
 
 
+def train_sps(tasks, quick: bool, impl: str, seed: int = 0) -> dict:
+    """The full TOPPO loop (rollout + GAE + epochs of per-task-gradient updates), default TOPPO
+    config except the rollout shape: env steps/s of `train_chunk` after its compile."""
+    import jax
+
+    import envs
+    from toppo_jax import config as cfg
+    from toppo_jax import train
+
+    envs_per_task, length = (4, 100) if quick else (16, 500)
+    config = cfg.replace(
+        cfg.Config(), env={"envs_per_task": envs_per_task, "impl": impl}, ppo={"rollout_length": length, "num_minibatches": 8}
+    )
+    env = envs.make_multitask(envs.resolve_tasks(tasks), envs_per_task, seed=seed, impl=impl)
+    trainer = train.make_train(config, env)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(seed))
+    chunk = jax.jit(trainer.train_chunk, donate_argnums=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+        t0 = time.perf_counter()
+        state, _ = jax.block_until_ready(chunk(state))
+        first = time.perf_counter() - t0
+        reps, t0 = 0, time.perf_counter()
+        while reps < 1 or time.perf_counter() - t0 < (5.0 if quick else 30.0):
+            state, _ = jax.block_until_ready(chunk(state))
+            reps += 1
+        dt = time.perf_counter() - t0
+    return {"env_steps_per_s": reps * trainer.env_steps_per_chunk / dt, "first_call_s": first, "num_envs": env.num_envs}
+
+
+def per_task_table(tasks, batch: int, scan: int, impl: str) -> list[dict]:
+    """Per task: the first call (compile) and env steps/s of a `batch`-env SawyerEnv scan, and official 1-process steps/s."""
+    from envs.registry import resolve_tasks
+
+    rows = []
+    for name in resolve_tasks(tasks):
+        r = port_sps([name], batch, scan, impl)
+        off = official_sps([name], 300)
+        rows.append({"task": name, "first_call_s": r["first_call_s"], "port_env_steps_per_s": r["env_steps_per_s"],
+                     "official_env_steps_per_s": off, "batch": r["batch"]})  # fmt: skip
+        print(f"{name:28s} first call {r['first_call_s']:5.1f}s  port {r['env_steps_per_s']:8.0f}  official {off:6.0f}", flush=True)
+    return rows
+
+
+def regression_report(result: dict, baseline_path: str | None, tolerance: float = 0.2) -> list[str]:
+    """Lines naming each figure more than `tolerance` slower than the committed baseline on the same device."""
+    if not baseline_path or not Path(baseline_path).exists():
+        return []
+    base = json.loads(Path(baseline_path).read_text())
+    if base.get("device") != result.get("device") or base.get("tasks") != result.get("tasks"):
+        return [f"regression check skipped: baseline {baseline_path} is from {base.get('device')} on {base.get('tasks')}"]
+    lines = []
+    pairs = [("port_env_steps_per_s", base.get("port_env_steps_per_s"), result.get("port_env_steps_per_s"))]
+    old = {r["batch"]: r["env_steps_per_s"] for r in base.get("port_by_batch", [])}
+    pairs += [(f"port batch {r['batch']}", old.get(r["batch"]), r["env_steps_per_s"]) for r in result.get("port_by_batch", [])]
+    if (base.get("train") or {}).get("env_steps_per_s") and (result.get("train") or {}).get("env_steps_per_s"):
+        pairs.append(("train_env_steps_per_s", base["train"]["env_steps_per_s"], result["train"]["env_steps_per_s"]))
+    for name, was, now in pairs:
+        if was and now and now < (1.0 - tolerance) * was:
+            lines.append(f"REGRESSION {name}: {now:,.0f} env steps/s vs {was:,.0f} in {baseline_path} ({now / was - 1:+.0%})")
+    return lines or [f"no regression > {tolerance:.0%} against {baseline_path} ({base.get('date')})"]
+
+
 def device_name() -> str:
     import jax
 
@@ -134,6 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--impl", default="mujoco")
     p.add_argument("--scan", type=int, default=50)
     p.add_argument("--json", default=None)
+    p.add_argument("--per-task", type=int, default=0, metavar="BATCH", help="also time every task alone at this batch (compile and steps/s)")
+    p.add_argument("--baseline", default=None, help="a committed bench JSON: report figures > 20%% slower on the same device")
     args = p.parse_args(argv)
     cache = Path(os.environ.get("TOPPO_CACHE_DIR", Path.home() / ".cache" / "toppo_jax"))
     import jax
@@ -166,19 +231,19 @@ def main(argv=None) -> int:
         "official_vector_workers": workers,
         "speedup_vs_official_per_core": best["env_steps_per_s"] / (off1 * workers),
         "compile_s": rows[-1]["first_call_s"],
-        "train_env_steps_per_s": None,
     }
-    try:
-        from experiments.bench_train import train_sps
-
-        result["train_env_steps_per_s"] = train_sps(args.tasks, args.quick)
-        print(f"full training loop: {result['train_env_steps_per_s']:.0f} env steps/s", flush=True)
-    except ImportError:
-        pass
+    tr = train_sps(args.tasks, args.quick, args.impl)
+    result["train_env_steps_per_s"], result["train"] = tr["env_steps_per_s"], tr
+    print(f"full training loop: {tr['env_steps_per_s']:.0f} env steps/s ({tr['num_envs']} envs, first call {tr['first_call_s']:.1f}s)", flush=True)
+    if args.per_task:
+        result["per_task"] = per_task_table(args.tasks, args.per_task, args.scan, args.impl)
     print("\n| batch | port env steps/s | vs official (1 core) |\n|---|---|---|")
     for r in rows:
         print(f"| {r['batch']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s'] / off1:.1f}x |")
     print(f"| official 1 process | {off1:.0f} | 1.0x |\n| official AsyncVectorEnv x{workers} | {offv:.0f} | {offv / off1:.1f}x |")
+    print(f"| full TOPPO training loop ({tr['num_envs']} envs) | {tr['env_steps_per_s']:.0f} | {tr['env_steps_per_s'] / off1:.1f}x |")
+    for line in regression_report(result, args.baseline):
+        print(line)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -50,13 +50,14 @@ class Task:
 
 
 def common_constants(env) -> dict[str, np.ndarray]:
-    """Constants every task has after an official reset."""
+    """Constants every task has after an official reset (copies: some official attributes are live
+    views into MjData, e.g. basketball's `_target_pos = data.site("goal").xpos`)."""
     return {
-        "goal": np.asarray(env._get_pos_goal(), np.float64),
-        "target_pos": np.asarray(env._target_pos, np.float64),
-        "init_tcp": np.asarray(env.init_tcp, np.float64),
-        "hand_init_pos": np.asarray(env.hand_init_pos, np.float64),
-        "obj_init_pos": np.zeros(3) if env.obj_init_pos is None else np.asarray(env.obj_init_pos, np.float64).reshape(-1)[:3],
+        "goal": np.array(env._get_pos_goal(), np.float64),
+        "target_pos": np.array(env._target_pos, np.float64),
+        "init_tcp": np.array(env.init_tcp, np.float64),
+        "hand_init_pos": np.array(env.hand_init_pos, np.float64),
+        "obj_init_pos": np.zeros(3) if env.obj_init_pos is None else np.array(env.obj_init_pos, np.float64).reshape(-1)[:3],
     }
 
 
