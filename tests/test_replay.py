@@ -36,7 +36,8 @@ def expert_trajectory(env, goal):
 def test_state_replay_matches_official(env, goal):
     traj = expert_trajectory(env, goal)
     err = parity.replay_errors(env, goal, traj)
-    assert traj["success"].max() == 1.0, "the official expert should succeed on these goals"
+    if goal == 17:  # the expert succeeds there on every task (on some tasks it fails on other goals: sweep-into 33)
+        assert traj["success"].max() == 1.0, "the official expert should succeed on goal 17"
     assert err["success"].max() == 0, f"success differs at steps {np.flatnonzero(err['success'])[:10]}"
     assert err["obs"].max() < 1e-4, f"obs error {err['obs'].max():.2e} at step {err['obs'].argmax()}"
     assert err["reward"].max() < 1e-3, f"reward error {err['reward'].max():.2e} at step {err['reward'].argmax()}"

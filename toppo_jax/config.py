@@ -11,6 +11,7 @@ with one line naming the bad value and the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import difflib
 from typing import Mapping, Sequence
 
@@ -77,6 +78,7 @@ class TrainConfig:
     worst_k: tuple[int, ...] = (1, 3, 5, 10)  # report the mean of the k worst tasks (k <= number of tasks)
     out: str = "runs/toppo"  # run directory (config.json, metrics.jsonl, checkpoints/, plots/, videos/); rerun to resume
     num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, one compile)
+    sweep: str = ""  # in-jit grid, e.g. "learning_rate=1e-4,3e-4 cagrad_c=0.2,0.5": every point x every seed vmapped through one compile
     checkpoint_every: int = 1_000_000  # env steps between checkpoints (0: only at evaluations and the end)
     keep_checkpoints: int = 3  # keep the last N checkpoints, plus the best by eval success
     overwrite: bool = False  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
@@ -146,6 +148,51 @@ def _unit(flag: str, value: float, *, closed: bool = True) -> None:
         raise ConfigError(f"{flag} {value} is not valid; it must lie in {interval}")
 
 
+# Scalar hyperparameters an in-jit sweep may vary (the section of Config each lives in).
+SWEEPABLE = {
+    "learning_rate": "ppo",
+    "entropy_coef": "ppo",
+    "popart_beta": "toppo",
+    "cagrad_c": "toppo",
+    "fairgrad_alpha": "toppo",
+}
+
+
+def hparams(config: Config) -> dict[str, float]:
+    """The sweepable scalars of a config (what a TrainState carries as traced values)."""
+    return {name: float(getattr(getattr(config, section), name)) for name, section in SWEEPABLE.items()}
+
+
+def with_hparams(config: Config, point: Mapping[str, float]) -> Config:
+    """The config at one sweep point."""
+    sections: dict[str, dict] = {}
+    for name, value in point.items():
+        sections.setdefault(SWEEPABLE[name], {})[name] = value
+    return replace(config, **sections)
+
+
+def sweep_points(spec: str) -> list[dict[str, float]]:
+    """'--sweep "a=1,2 b=3"' -> the grid [{a: 1, b: 3}, {a: 2, b: 3}] (first name varies slowest); [] if empty."""
+    spec = spec.strip()
+    if not spec:
+        return []
+    axes: dict[str, list[float]] = {}
+    for item in spec.replace(";", " ").split():
+        name, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ConfigError(f"--sweep {item!r} is not NAME=v1,v2,...; names: {', '.join(SWEEPABLE)}")
+        if name not in SWEEPABLE:
+            raise ConfigError(f"--sweep name {name!r} is not sweepable; choose from: {', '.join(SWEEPABLE)}{_suggest(name, SWEEPABLE)}")
+        if name in axes:
+            raise ConfigError(f"--sweep name {name!r} is given twice; list all its values once: {name}=v1,v2")
+        try:
+            axes[name] = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ConfigError(f"--sweep {item!r}: values must be numbers separated by commas") from None
+    points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    return points
+
+
 def validate(config: Config, num_tasks: int | None = None) -> Config:
     """Check every value a person can set; raise ConfigError (one line) on the first bad one.
 
@@ -191,6 +238,11 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
         raise ConfigError(f"--worst-k {' '.join(map(str, train.worst_k)) or '(empty)'} is not valid; give one or more positive k")
     if not train.out:
         raise ConfigError("--out '' is not valid; give an output directory")
+    for point in sweep_points(train.sweep):
+        try:
+            validate(replace(with_hparams(config, point), train={"sweep": ""}), num_tasks)
+        except ConfigError as err:
+            raise ConfigError(f"--sweep point {point}: {err}") from None
     per_task = ppo.rollout_length * env.envs_per_task
     if ppo.num_minibatches > per_task:
         tasks = f"{num_tasks} tasks" if num_tasks is not None else "number of tasks"

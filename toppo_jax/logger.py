@@ -156,7 +156,7 @@ def mean_over_seeds(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One wandb record for a chunk: numeric keys averaged over seeds, plus per-seed eval success."""
     if len(lines) == 1:
         return {k: v for k, v in lines[0].items() if k != "seed"}
-    keys = sorted({k for line in lines for k in line if k != "seed"})
+    keys = sorted({k for line in lines for k in line if k not in ("seed", "member") and not k.startswith("hp/")})
     out: dict[str, Any] = {}
     for key in keys:
         values = [line[key] for line in lines if isinstance(line.get(key), (int, float))]
@@ -164,7 +164,9 @@ def mean_over_seeds(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             out[key] = float(np.mean(values))
     for line in lines:
         if "eval/success_mean" in line:
-            out[f"eval/seed_{line['seed']}/success_mean"] = line["eval/success_mean"]
+            # Sweep members (same seed, other hyperparameters) are told apart by their index.
+            who = f"member_{line['member']}_seed_{line['seed']}" if "member" in line else f"seed_{line['seed']}"
+            out[f"eval/{who}/success_mean"] = line["eval/success_mean"]
     return out
 
 

@@ -196,6 +196,36 @@ def _title(run_dir: Path) -> str:
         return run_dir.name
 
 
+def _member_label(line: Mapping) -> str:
+    return ", ".join(f"{k[3:]}={line[k]:g}" for k in sorted(line) if k.startswith("hp/")) or f"member {line['member']}"
+
+
+def plot_sweep(lines, path: Path, title: str) -> Path:
+    """Eval success of every sweep point (mean ± std over its seeds) vs env steps; the legend ranks the
+    points by their last mean success."""
+    plt = _pyplot()
+    by_point: dict[str, list[dict]] = defaultdict(list)
+    for line in lines:
+        if "member" in line:
+            by_point[_member_label(line)].append(line)
+    final = {}
+    for label, point_lines in by_point.items():
+        means = series(point_lines, "eval/success_mean")[1]
+        final[label] = float(means[-1]) if len(means) else float("nan")
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for label in sorted(by_point, key=lambda lb: -np.nan_to_num(final[lb], nan=-1.0)):
+        steps, mean, std = series(by_point[label], "eval/success_mean")
+        if len(steps):
+            _band(ax, steps, mean, std, f"{label} ({final[label]:.2f})", marker=".")
+    ax.set_ylim(-0.02, 1.02)
+    _finish(ax, f"In-jit sweep: eval success per point — {title}", "success rate")
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every figure of one run into DIR/plots/ (atomically: a viewer never sees a torn PNG)."""
     run_dir = Path(run_dir)
@@ -206,6 +236,11 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     title = _title(run_dir)
     written = []
+    if any("member" in line for line in lines):
+        tmp = out / f".sweep.png.{os.getpid()}.tmp.png"
+        plot_sweep(lines, tmp, title)
+        os.replace(tmp, out / "sweep.png")
+        written.append(out / "sweep.png")
     for name, fn in (
         ("success.png", plot_success),
         ("success_per_task.png", plot_task_heatmap),

@@ -153,8 +153,11 @@ def stratified_minibatches(rng: jax.Array, batch, num_minibatches: int):
     return jax.tree_util.tree_map(deal, batch)
 
 
-def make_optimizer(learning_rate: float, adam_eps: float, max_grad_norm: float) -> optax.GradientTransformation:
-    """Global-norm clipping g <- g min(1, c / |g|) (Pascanu et al. 2013), then Adam."""
+def make_optimizer(learning_rate: float | None, adam_eps: float, max_grad_norm: float) -> optax.GradientTransformation:
+    """Global-norm clipping g <- g min(1, c / |g|) (Pascanu et al. 2013), then Adam; with
+    `learning_rate=None` the final -lr scaling is left to the caller (a traced learning rate)."""
+    if learning_rate is None:
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.scale_by_adam(eps=adam_eps))
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=adam_eps))
 
 

@@ -61,13 +61,14 @@ class TrainState:
     rng: jax.Array
     env_steps: jax.Array  # int32 scalar, env steps taken by this seed
     iteration: jax.Array  # int32 scalar
+    hparams: dict  # cfg.SWEEPABLE scalars as float32 arrays: traced, so an in-jit sweep vmaps over them
 
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
     """What `make_train` returns: pure functions plus the sizes the host loop needs."""
 
-    init: Callable[[jax.Array], TrainState]
+    init: Callable[..., TrainState]  # init(rng, hparams=None): hparams default to the config's
     train_chunk: Callable[[TrainState], tuple[TrainState, dict]]
     evaluate: Callable[[TrainState], jax.Array] | None  # state -> per-task success [T]
     networks: nets.Networks
@@ -115,12 +116,15 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
     length, num_minibatches, k_iters = ppo_c.rollout_length, ppo_c.num_minibatches, train_c.iterations_per_chunk
 
     networks = build_networks(config, env.observation_size, env.action_size, num_tasks)
-    # One stateless transformation; actor and critic keep separate optimizer states.
-    tx = ppo.make_optimizer(ppo_c.learning_rate, ppo_c.adam_eps, ppo_c.max_grad_norm)
+    # One stateless transformation without the learning rate (a traced hyperparameter, applied in
+    # `apply_lr`); actor and critic keep separate optimizer states.
+    tx = ppo.make_optimizer(None, ppo_c.adam_eps, ppo_c.max_grad_norm)
+    default_hparams = cfg.hparams(config)
     task_of_env = jnp.asarray(np.arange(num_envs) // env.envs_per_task, jnp.int32)
     task_ids = jnp.arange(num_tasks, dtype=jnp.int32)
 
-    def init(rng: jax.Array) -> TrainState:
+    def init(rng: jax.Array, hparams: dict | None = None) -> TrainState:
+        hparams = {k: jnp.asarray(v, jnp.float32) for k, v in {**default_hparams, **(hparams or {})}.items()}
         rng, net_rng, env_rng = jax.random.split(rng, 3)
         actor_params, critic_params = networks.init(net_rng)
         return TrainState(
@@ -134,6 +138,7 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
             rng=rng,
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
+            hparams=hparams,
         )
 
     # ---------------------------------------------------------------------------- rollout
@@ -160,35 +165,39 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
 
     # ------------------------------------------------------------------------- minibatch
 
-    def actor_loss(params, samples, key):
-        return ppo.actor_task_loss(params, networks.actor.apply, samples, key, ppo_c.clip_eps, ppo_c.entropy_coef)
+    def actor_loss(params, samples, key, entropy_coef):
+        return ppo.actor_task_loss(params, networks.actor.apply, samples, key, ppo_c.clip_eps, entropy_coef)
 
     def critic_loss(params, popart_state, samples):
         return ppo.critic_task_loss(params, networks.critic.apply, popart_state, samples)
 
-    per_task_actor_grads = jax.vmap(jax.grad(actor_loss, has_aux=True), in_axes=(None, 0, 0))
+    per_task_actor_grads = jax.vmap(jax.grad(actor_loss, has_aux=True), in_axes=(None, 0, 0, None))
+
+    def apply_lr(updates, lr):
+        """theta <- theta - lr * adam(g): the learning-rate step of optax.adam, lr traced."""
+        return jax.tree_util.tree_map(lambda u: -lr * u, updates)
     per_task_critic_grads = jax.vmap(jax.grad(critic_loss, has_aux=True), in_axes=(None, None, 0))
 
     def minibatch_step(carry, xs):
-        actor_params, critic_params, actor_opt, critic_opt, popart_state = carry
+        actor_params, critic_params, actor_opt, critic_opt, popart_state, hp = carry
         samples, key = xs
         if top.popart:
             # van Hasselt et al. 2016, Alg. 1: statistics and ART first, then SGD on the new targets.
             popart_state, critic_params = popart.update_and_rescale(
-                popart_state, critic_params, samples.target, top.popart_beta
+                popart_state, critic_params, samples.target, hp["popart_beta"]
             )
         ent_key, actor_key, critic_key = jax.random.split(key, 3)
         actor_grads, (surrogate, entropy, kl, clip_frac) = per_task_actor_grads(
-            actor_params, samples, jax.random.split(ent_key, num_tasks)
+            actor_params, samples, jax.random.split(ent_key, num_tasks), hp["entropy_coef"]
         )
         critic_grads, value_losses = per_task_critic_grads(critic_params, popart_state, samples)
-        comb = dict(cagrad_c=top.cagrad_c, fairgrad_alpha=top.fairgrad_alpha)
+        comb = dict(cagrad_c=hp["cagrad_c"], fairgrad_alpha=hp["fairgrad_alpha"])
         actor_dir, actor_gram = combiners.combine(top.actor_combiner, actor_grads, actor_key, **comb)
         critic_dir, critic_gram = combiners.combine(top.critic_combiner, critic_grads, critic_key, **comb)
         updates, actor_opt = tx.update(actor_dir, actor_opt, actor_params)
-        actor_params = optax.apply_updates(actor_params, updates)
+        actor_params = optax.apply_updates(actor_params, apply_lr(updates, hp["learning_rate"]))
         updates, critic_opt = tx.update(critic_dir, critic_opt, critic_params)
-        critic_params = optax.apply_updates(critic_params, updates)
+        critic_params = optax.apply_updates(critic_params, apply_lr(updates, hp["learning_rate"]))
         critic_diag = combiners.diagnostics_from_gram(critic_gram)
         actor_diag = combiners.diagnostics_from_gram(actor_gram)
         metrics = {
@@ -209,7 +218,7 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
             "nonfinite_actor": ~(jnp.isfinite(surrogate) & jnp.isfinite(entropy) & jnp.isfinite(actor_diag["grad_norms"])),
             "nonfinite_critic": ~(jnp.isfinite(value_losses) & jnp.isfinite(critic_diag["grad_norms"])),
         }
-        return (actor_params, critic_params, actor_opt, critic_opt, popart_state), metrics
+        return (actor_params, critic_params, actor_opt, critic_opt, popart_state, hp), metrics
 
     # ------------------------------------------------------------------------- iteration
 
@@ -250,11 +259,11 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
             minibatches = minibatches._replace(task_id=jnp.broadcast_to(task_ids, (num_minibatches, num_tasks)))
             return jax.lax.scan(minibatch_step, carry, (minibatches, jax.random.split(step_key, num_minibatches)))
 
-        carry = (state.actor_params, state.critic_params, state.actor_opt_state, state.critic_opt_state, state.popart)
+        carry = (state.actor_params, state.critic_params, state.actor_opt_state, state.critic_opt_state, state.popart, state.hparams)
         carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(epoch_rng, ppo_c.num_epochs))
         flags = {k: jnp.any(metrics.pop(k), axis=(0, 1)) for k in ("nonfinite_actor", "nonfinite_critic")}
         metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=(0, 1)), metrics)
-        actor_params, critic_params, actor_opt, critic_opt, popart_state = carry
+        actor_params, critic_params, actor_opt, critic_opt, popart_state, _ = carry
         env_bad = ~(jnp.isfinite(traj.reward) & jnp.all(jnp.isfinite(traj.obs), axis=-1))
         flags.update(
             nonfinite_env=jnp.any(_by_task(env_bad, num_tasks), axis=1),
@@ -282,6 +291,7 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
             rng=rng,
             env_steps=state.env_steps + length * num_envs,
             iteration=state.iteration + 1,
+            hparams=state.hparams,
         )
         return new_state, metrics
 
@@ -531,31 +541,33 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     may_resume = ckpt.prepare_run_dir(out, config, tasks)
     env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered)
     eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True)
-    num_seeds = train_c.num_seeds
-    seeds = [train_c.seed + i for i in range(num_seeds)]
+    # Members: every sweep point (one if no --sweep) x every seed, vmapped through one compile.
+    points = cfg.sweep_points(train_c.sweep)
+    members = [(point, train_c.seed + j) for point in (points or [{}]) for j in range(train_c.num_seeds)]
+    num_members = len(members)
+    seeds = [seed for _, seed in members]
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    if num_seeds == 1:
-        keys = keys[0]
-
-    def build(lr_scale: float) -> Trainer:
-        """The trainer; a NaN rollback rebuilds it with a scaled learning rate (the only difference)."""
-        scaled = config if lr_scale == 1.0 else cfg.replace(config, ppo={"learning_rate": config.ppo.learning_rate * lr_scale})
-        return make_train(scaled, env, eval_env)
+    member_hparams = {
+        k: jnp.asarray([cfg.hparams(cfg.with_hparams(config, point))[k] for point, _ in members], jnp.float32) for k in cfg.SWEEPABLE
+    }
+    if num_members == 1:
+        keys, member_hparams = keys[0], {k: v[0] for k, v in member_hparams.items()}
+    trainer = make_train(config, env, eval_env)
 
     def programs(trainer: Trainer):
-        # One seed runs unbatched so envs whose step is a host callback need no vmap rule.
-        if num_seeds == 1:
-            return trainer.init, trainer.train_chunk, trainer.evaluate
-        return tuple(jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
+        # One member runs unbatched so envs whose step is a host callback need no vmap rule.
+        if num_members == 1:
+            return (lambda k: trainer.init(k, member_hparams)), trainer.train_chunk, trainer.evaluate
+        vmapped = tuple(jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
+        return (lambda k: vmapped[0](k, member_hparams)), vmapped[1], vmapped[2]
 
     def per_seed(tree, i):
-        return jax.tree_util.tree_map(lambda x: np.asarray(x) if num_seeds == 1 else np.asarray(x)[i], tree)
+        return jax.tree_util.tree_map(lambda x: np.asarray(x) if num_members == 1 else np.asarray(x)[i], tree)
 
-    trainer = build(1.0)
     init_fn, _, _ = programs(trainer)
     fingerprint = ckpt.config_fingerprint(cfg.to_dict(config), tasks)
     config_hash = ckpt.config_hash(fingerprint)
-    layout = ckpt.layout(trainer.task_names, env.envs_per_task, num_seeds)
+    layout = ckpt.layout(trainer.task_names, env.envs_per_task, num_members)
     abstract = jax.eval_shape(init_fn, keys)
     checkpointer = ckpt.Checkpointer(out / ckpt.CHECKPOINTS, keep=train_c.keep_checkpoints)
     warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # noqa: E731
@@ -578,7 +590,6 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             note = f"resuming {out} from its checkpoint at {int(meta['env_steps']):,} env steps (chunk {start})"
             if lr_scale != 1.0:
                 note += f", learning rate x {lr_scale:g} after NaN rollbacks"
-                trainer = build(lr_scale)
             console.print(note, soft_wrap=True)
             if start >= num_chunks:
                 note = f"{out} is complete at {start * steps_per_chunk:,} env steps; raise --total-env-steps to train further"
@@ -596,6 +607,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             "config": cfg.to_dict(config),
             "tasks": list(tasks),
             "seeds": seeds,
+            **({"sweep": points, "members": [{"seed": seed, **point} for point, seed in members]} if points else {}),
             "config_hash": config_hash,
             "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
             "env_steps_per_chunk": trainer.env_steps_per_chunk,
@@ -704,12 +716,14 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         rollbacks_left -= 1
                         lr_scale *= 0.5
                         state, meta = checkpointer.restore(abstract, layout, warn=warn)
+                        # The learning rate is a traced hyperparameter of the state: halve it there.
+                        hp = dict(state.hparams)
+                        hp["learning_rate"] = hp["learning_rate"] * 0.5
+                        state = state.replace(hparams=hp)
                         warn(
                             f"{what}; rolled back to the checkpoint at {int(meta['env_steps']):,} env steps with the "
                             f"learning rate x {lr_scale:g} ({rollbacks_left} rollback(s) left)"
                         )
-                        trainer = build(lr_scale)
-                        chunk, evaluate, _ = compile_programs(trainer)
                         c = int(meta["chunk"]) + 1
                         logger.rewind(int(meta["env_steps"]))
                         lines = [line for line in lines if line["env_steps"] <= int(meta["env_steps"])]
@@ -726,7 +740,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 status, chunk_lines = [], []
                 for i, seed in enumerate(seeds):
                     m = per_seed(metrics, i)
-                    line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_seeds / elapsed}
+                    line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_members / elapsed}
+                    if points:
+                        line["member"] = i
+                        line.update({f"hp/{k}": v for k, v in members[i][0].items()})
                     if first_of_session:
                         line["perf/compile_s"] = compile_s
                     line.update(chunk_metrics(m, trainer.task_names))
