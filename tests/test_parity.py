@@ -1,6 +1,12 @@
 """Expert parity on the mujoco backend: the official scripted experts succeed on the port as often
-as on official Meta-World (within 0.05) on distinct goals per task: 5 episodes per task in the fast
-suite, 20 in `make test-slow` (and in the committed `make parity` tables, docs/port.md)."""
+as on official Meta-World, on distinct goals per task.
+
+`make test-slow` checks the acceptance figure, |port - official| <= 0.05 over 20 episodes (the
+committed `make parity` tables, docs/port.md). The fast suite runs 5 episodes per task and allows one
+episode to differ: the port starts MuJoCo's solver cold at every control step (docs/port.md), which
+flips an episode that official only just succeeds (peg-unplug-side goal 23: the plug ends 0.0726
+from the target against a 0.07 threshold; official stepped with a cold start fails it too).
+"""
 
 import pytest
 
@@ -10,19 +16,19 @@ from envs import parity
 TASKS = sorted(envs.TASKS)
 
 
-def check_parity(task, episodes):
+def check_parity(task, episodes, max_gap):
     result = parity.run(task, episodes=episodes, seed=0, log=lambda *_: None)
     row = result["tasks"][task]
     assert row["episodes"] == episodes
-    assert abs(row["port"] - row["official"]) <= 0.05, row
+    assert abs(row["port"] - row["official"]) <= max_gap + 1e-9, row
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_expert_parity_5_episodes(task):
-    check_parity(task, 5)
+    check_parity(task, 5, max_gap=1 / 5)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_expert_parity_20_episodes(task):
-    check_parity(task, 20)
+    check_parity(task, 20, max_gap=0.05)
