@@ -16,7 +16,7 @@ OUT ?= runs/$(subst $(comma),+,$(TASKS))-seed$(SEED)
 ARGS ?=
 comma := ,
 
-.PHONY: install test test-slow train parity bench plots clean
+.PHONY: install test test-slow train parity bench plots sweep clean
 
 $(UV):
 	python3 -m venv .tools
@@ -46,6 +46,9 @@ parity: install  ## make parity TASKS=mt10 [EPISODES=20] [SEED=0] [IMPL=mujoco] 
 
 bench: install  ## make bench [QUICK=1] [BENCH_JSON=docs/bench.json]
 	$(PY) -m experiments.bench $(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) $(if $(BENCH_JSON),--json $(BENCH_JSON),) $(if $(PER_TASK),--per-task $(PER_TASK),)
+
+sweep: install  ## make sweep SWEEP=experiments/sweeps/<name>.yaml [COUNT=N] [LOCAL=1]: wandb sweep + agent (local runs without WANDB_API_KEY or with LOCAL=1)
+	$(PY) -m experiments.sweep $(if $(or $(LOCAL),$(if $(WANDB_API_KEY),,1)),local,wandb) $(SWEEP) $(if $(COUNT),--count $(COUNT),)
 
 plots: install  ## make plots RUN=runs/...
 	$(PY) -m toppo_jax.plots --run $(RUN)

@@ -78,3 +78,83 @@ def test_sweep_run_logs_every_member_and_plots_the_sweep(tmp_path):
     assert all("eval/success_mean" in x for x in lines[4:])
     assert (out / "plots" / "sweep.png").stat().st_size > 10_000
     assert lines[4]["train/value_loss"] != lines[6]["train/value_loss"]  # the learning rates differ
+
+
+# ----------------------------------------------------------------------- sweep files (experiments/sweep.py)
+
+from pathlib import Path  # noqa: E402
+
+from experiments import sweep as sweeps  # noqa: E402
+
+FAKE_FLAGS = {
+    "tasks": {"value": "fake4"}, "total-env-steps": {"value": 320}, "envs-per-task": {"value": ENVS_PER_TASK},
+    "rollout-length": {"value": LENGTH}, "iterations-per-chunk": {"value": K}, "num-epochs": {"value": 1},
+    "num-minibatches": {"value": 4}, "actor-hidden": {"value": [32, 32]}, "critic-hidden": {"value": [32, 32]},
+    "eval-episodes": {"value": 5}, "worst-k": {"value": [1]}, "wandb": {"value": False}, "videos": {"value": False},
+}  # fmt: skip
+
+
+def fake_train_main(argv):
+    return train.main(argv, make_env=fake.fake_factory(episode_length=15), task_catalog=(fake.GROUPS, fake.TASKS), compiler_options=fake.FAST_COMPILE)
+
+
+def test_committed_sweep_files_load_and_expand():
+    files = sorted(Path("experiments/sweeps").glob("*.yaml"))
+    assert len(files) >= 2
+    for path in files:
+        spec = sweeps.load(path)
+        assert sweeps.points(spec)
+        for point in sweeps.points(spec):
+            cfg.validate(train.parse_args(sweeps.to_argv(point)))  # every point is a valid train command
+    spec = sweeps.load("experiments/sweeps/mt10_critic_combiner.yaml")
+    assert len(sweeps.points(spec)) == 8 and sweeps.in_jit_form(spec) is None  # combiners need their own compile
+    fixed, sweep_spec = sweeps.in_jit_form(sweeps.load("experiments/sweeps/mt10_cagrad_c_injit.yaml"))
+    assert sweep_spec == "cagrad_c=0.2,0.5,0.9 popart_beta=0.0001,0.0003,0.001" and "--num-seeds" in fixed
+
+
+def test_bad_sweep_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: gird\nparameters: {learning-rate: {values: [1]}}\n")
+    with pytest.raises(sweeps.SweepError, match="method 'gird' is not valid; choose one of: grid, random, bayes"):
+        sweeps.load(bad)
+    bad.write_text("method: grid\nparameters: {learning-rate: {min: 0.1, max: 1}}\n")
+    with pytest.raises(sweeps.SweepError, match="grid search needs `values`"):
+        sweeps.load(bad)
+    assert sweeps.main(["local", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_random_points_respect_ranges_and_log_scale():
+    spec = {"method": "random", "parameters": {"learning-rate": {"min": 1e-5, "max": 1e-2, "distribution": "log_uniform_values"},
+                                               "critic-combiner": {"values": ["mean", "cagrad"]}}}  # fmt: skip
+    drawn = sweeps.points(spec, count=200)
+    lrs = np.array([p["learning-rate"] for p in drawn])
+    assert len(drawn) == 200 and lrs.min() >= 1e-5 and lrs.max() <= 1e-2
+    assert 0.3 < np.mean(lrs < 3.16e-4) < 0.7  # log-uniform: half the draws below the geometric midpoint
+    assert {p["critic-combiner"] for p in drawn} == {"mean", "cagrad"}
+
+
+def test_local_grid_runs_every_point_and_ranks_them(tmp_path):
+    spec = {"method": "grid", "parameters": {**FAKE_FLAGS, "critic-combiner": {"values": ["mean", "pcgrad"]}}}
+    rows = sweeps.run_local(spec, "grid", train_main=fake_train_main, root=tmp_path, log=lambda *_: None)
+    assert sorted(r["point"] for r in rows) == ["critic-combiner=mean", "critic-combiner=pcgrad"]
+    assert all(r["env_steps"] == 320 and 0.0 <= r["success_mean"] <= 1.0 for r in rows)
+    assert rows[0]["success_mean"] >= rows[1]["success_mean"]
+    assert (tmp_path / "grid" / "000" / "metrics.jsonl").exists() and (tmp_path / "grid" / "summary.json").exists()
+
+
+def test_local_scalar_grid_becomes_one_in_jit_run(tmp_path):
+    spec = {"method": "grid", "parameters": {**FAKE_FLAGS, "learning-rate": {"values": [1e-3, 1e-4]}, "entropy-coef": {"values": [0.0, 0.01]}}}
+    rows = sweeps.run_local(spec, "injit", train_main=fake_train_main, root=tmp_path, log=lambda *_: None)
+    assert len(rows) == 4 and list((tmp_path / "injit").iterdir()) != []
+    assert sorted(r["point"] for r in rows)[0] == "entropy_coef=0, learning_rate=0.0001"
+    saved = json.loads((tmp_path / "injit" / "in-jit" / "config.json").read_text())
+    assert len(saved["sweep"]) == 4
+
+
+def test_agent_entry_names_the_run_dir_by_sweep_and_run_ids(monkeypatch):
+    seen = {}
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+    monkeypatch.setenv("WANDB_RUN_ID", "run7")
+    monkeypatch.setattr(train, "main", lambda argv: seen.setdefault("argv", argv) and 0)
+    assert sweeps.run_point(["--learning_rate=0.0003", "--actor-hidden=[64, 64]", "--no-wandb"]) == 0
+    assert seen["argv"] == ["--learning-rate", "0.0003", "--actor-hidden", "64", "64", "--no-wandb", "--out", "runs/sweeps/abc123/run7"]

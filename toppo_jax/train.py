@@ -599,7 +599,8 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             if logs.read_metrics(out / logs.METRICS_FILE):
                 console.print(f"{out} has metrics but no checkpoint: starting afresh (metrics.jsonl is rewritten)", soft_wrap=True)
             state = jax.jit(init_fn, compiler_options=compiler_options)(keys)
-            start, run_id, prior = 0, logs.new_run_id(), []
+            # A wandb sweep agent names the run (WANDB_RUN_ID): adopt it so the sweep sees this run.
+            start, run_id, prior = 0, os.environ.get("WANDB_RUN_ID") or logs.new_run_id(), []
 
         actor_params, critic_params = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))
         versions, device = logs.versions(), logs.device_info()
