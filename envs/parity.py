@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import assets
+from envs.backends import BackendUnavailableError
 from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
 
 EPISODE_LENGTH = 500
@@ -90,34 +91,30 @@ def official_trajectory(task: str, rand_vec: np.ndarray, tm: assets.TaskModel, s
     return {k: np.asarray(v) for k, v in rec.items()}
 
 
-def replay_errors(env, goal: int, traj: dict) -> dict[str, np.ndarray]:
-    """Copy each official state into the port, step with the official action; per-step |port - official|."""
-    from envs.backends.mujoco_backend import to_bits
+def replay_errors(env, goal: int, traj: dict, steps: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Copy each official state into the port, step with the official action; per-step |port - official|.
 
-    n = len(traj["action"])
+    ``steps`` picks which steps of the trajectory to replay (default: all of them), one env each.
+    """
+    steps = np.arange(len(traj["action"])) if steps is None else np.asarray(steps)
+    n = len(steps)
     qpos = env.task_model.state_slices()["qpos"]
     state = env.reset(jax.random.PRNGKey(0), n, goals=jnp.full((n,), goal))
-    data = state.data.replace(state=jnp.asarray(to_bits(traj["state"][:n])))
-    info = {**state.info, "prev": jnp.asarray(traj["obs"][:n, :18], jnp.float32)}
-    out = jax.jit(env.step)(state.replace(data=data, info=info), jnp.asarray(traj["action"]))
+    data = env.backend.set_physics(state.data, traj["state"][steps])
+    info = {**state.info, "prev": jnp.asarray(traj["obs"][steps, :18], jnp.float32)}
+    out = jax.jit(env.step)(state.replace(data=data, info=info), jnp.asarray(traj["action"][steps]))
     obs = np.asarray(out.info["final_obs"])
-    qpos_port = from_bits_np(out.data.state)[:, qpos]
+    qpos_port = env.backend.physics_state(out.data)[:, qpos]
     return {
         # the port against official stepped the way the port steps (cold solver start): exactness
-        "obs": np.abs(obs - traj["obs_cold"]).max(axis=-1),
-        "reward": np.abs(np.asarray(out.reward) - traj["reward_cold"]),
-        "success": np.abs(np.asarray(out.info["step_info"]["success"]) - traj["success_cold"]),
+        "obs": np.abs(obs - traj["obs_cold"][steps]).max(axis=-1),
+        "reward": np.abs(np.asarray(out.reward) - traj["reward_cold"][steps]),
+        "success": np.abs(np.asarray(out.info["step_info"]["success"]) - traj["success_cold"][steps]),
         # the port against the official trajectory itself (includes the warm-start difference)
-        "obs_warm": np.abs(obs - traj["obs"][1 : n + 1]).max(axis=-1),
-        "reward_warm": np.abs(np.asarray(out.reward) - traj["reward"]),
-        "qpos_warm": np.abs(qpos_port - traj["state"][1 : n + 1, qpos]).max(axis=-1),
+        "obs_warm": np.abs(obs - traj["obs"][steps + 1]).max(axis=-1),
+        "reward_warm": np.abs(np.asarray(out.reward) - traj["reward"][steps]),
+        "qpos_warm": np.abs(qpos_port - traj["state"][steps + 1, qpos]).max(axis=-1),
     }
-
-
-def from_bits_np(x) -> np.ndarray:
-    from envs.backends.mujoco_backend import from_bits
-
-    return from_bits(np.asarray(x))
 
 
 def official_success(task: str, goals: np.ndarray) -> np.ndarray:
@@ -142,38 +139,98 @@ def official_success(task: str, goals: np.ndarray) -> np.ndarray:
 
 def port_success(env, goals: np.ndarray) -> np.ndarray:
     """Any-step success of the official expert on the port, all episodes batched in one env."""
+    return expert_rollout(env, goals)["success"]
+
+
+def expert_rollout(env, goals: np.ndarray, replay_actions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The official expert on the port, one episode per goal, batched; any-step success and the obs.
+
+    With ``replay_actions`` [steps, n, 4] the batch also carries n more envs on the same goals that
+    replay those actions open loop (same physics start, same actions: backend agreement); their
+    observations come back as ``replay_obs`` [steps, n, 39].
+    """
     policy = expert(env.name)
     n = len(goals)
-    state = env.reset(jax.random.PRNGKey(0), n, goals=jnp.asarray(goals))
+    m = 0 if replay_actions is None else replay_actions.shape[1]
+    all_goals = np.concatenate([goals, goals[:m]])
+    state = env.reset(jax.random.PRNGKey(0), n + m, goals=jnp.asarray(all_goals))
     step = jax.jit(env.step)
     success = np.zeros(n)
+    actions, replay_obs = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for _ in range(EPISODE_LENGTH):
+        for t in range(EPISODE_LENGTH):
             obs = np.asarray(state.obs, np.float64)
-            action = np.stack([np.clip(policy.get_action(o), -1, 1) for o in obs]).astype(np.float32)
+            action = np.stack([np.clip(policy.get_action(o), -1, 1) for o in obs[:n]]).astype(np.float32)
+            actions.append(action)
+            if m:
+                action = np.concatenate([action, replay_actions[t]])
             state = step(state, jnp.asarray(action))
-            success = np.maximum(success, np.asarray(state.info["step_info"]["success"]))
-    return success
+            success = np.maximum(success, np.asarray(state.info["step_info"]["success"])[:n])
+            replay_obs.append(np.asarray(state.info["final_obs"])[n:])
+    return {"success": success, "actions": np.asarray(actions), "replay_obs": np.asarray(replay_obs)}
+
+
+AGREEMENT_STEPS = (50, 200, 500)
+
+
+def backend_agreement(env, reference, goals: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """Expert success on ``env``, and how far ``env`` drifts from ``reference`` (the exact ``mujoco``
+    backend) under the same actions: max |object position| and |hand position| error over the
+    episodes at steps 50/200/500 (the reference's expert actions replayed open loop on ``env``)."""
+    ref = expert_rollout(reference, goals)
+    ref_obs = _observed(reference, goals, ref["actions"])
+    out = expert_rollout(env, goals, replay_actions=ref["actions"])
+    errors = {}
+    for t in AGREEMENT_STEPS:
+        d = np.abs(out["replay_obs"][t - 1] - ref_obs[t - 1])
+        errors[f"obj_err_{t}"] = float(d[:, 4:7].max())
+        errors[f"hand_err_{t}"] = float(d[:, 0:3].max())
+    errors["reference_success"] = float(ref["success"].mean())
+    return out["success"], errors
+
+
+def _observed(env, goals: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Observations [steps, n, 39] of ``env`` under the given actions [steps, n, 4] from reset."""
+    state = env.reset(jax.random.PRNGKey(0), len(goals), goals=jnp.asarray(goals))
+
+    def body(state, a):
+        state = env.step(state, a)
+        return state, state.info["final_obs"]
+
+    return np.asarray(jax.jit(lambda s, a: jax.lax.scan(body, s, a)[1])(state, jnp.asarray(actions)))
 
 
 def run(tasks, episodes: int, seed: int, impl: str = "mujoco", log=print) -> dict:
+    """Expert parity per task; on an MJX backend also the agreement with the exact ``mujoco`` backend."""
+    from envs.backends import check_impl
     from envs.sawyer import SawyerEnv
 
+    impl = check_impl(impl)
     names = resolve_tasks(tasks)
     bench = benchmark_for(names)
     table = assets.goal_table(bench, seed)
     idx = goal_indices(episodes, seed)
+    mjx = impl != "mujoco"
     result = {"tasks": {}, "impl": impl, "episodes": episodes, "seed": seed, "benchmark": bench}
-    log(f"{'task':28s} {'official':>9s} {'port':>7s} {'gap':>7s}  time")
+    extra = "".join(f" {f'obj@{t}':>9s}" for t in AGREEMENT_STEPS) if mjx else ""
+    log(f"{'task':28s} {'official':>9s} {'port':>7s} {'gap':>7s}{extra}  time")
     for name in names:
         t0 = time.perf_counter()
         env = SawyerEnv(name, seed=seed, benchmark=bench, impl=impl, eval_mode=True)
         off = official_success(name, table[name][idx])
-        port = port_success(env, idx)
-        row = {"official": float(off.mean()), "port": float(port.mean()), "episodes": episodes}
+        row = {"official": float(off.mean()), "episodes": episodes}
+        if mjx:
+            reference = SawyerEnv(name, seed=seed, benchmark=bench, impl="mujoco", eval_mode=True)
+            port, agreement = backend_agreement(env, reference, idx)
+            row.update(agreement, edits=list(getattr(env.backend, "edits", ())))
+        else:
+            port = port_success(env, idx)
+        row["port"] = float(port.mean())
         result["tasks"][name] = row
-        log(f"{name:28s} {row['official']:9.2f} {row['port']:7.2f} {row['port'] - row['official']:+7.2f}  {time.perf_counter() - t0:.0f}s")
+        errs = "".join(f" {row[f'obj_err_{t}']:9.1e}" for t in AGREEMENT_STEPS) if mjx else ""
+        log(f"{name:28s} {row['official']:9.2f} {row['port']:7.2f} {row['port'] - row['official']:+7.2f}{errs}"
+            f"  {time.perf_counter() - t0:.0f}s")
     result["mean_official"] = float(np.mean([r["official"] for r in result["tasks"].values()]))
     result["mean_port"] = float(np.mean([r["port"] for r in result["tasks"].values()]))
     log(f"{'mean':28s} {result['mean_official']:9.3f} {result['mean_port']:7.3f}")
@@ -219,7 +276,7 @@ def main(argv=None) -> int:
             result = replay_report(args.tasks, seed=args.seed)
         else:
             result = run(args.tasks, args.episodes, args.seed, args.impl)
-    except UnknownTaskError as e:
+    except (UnknownTaskError, BackendUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:

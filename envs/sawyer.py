@@ -61,15 +61,10 @@ class SawyerEnv:
         env = assets.official_env(self.name)
         self.backend = make_backend(impl, self.task_model, env.mocap_low, env.mocap_high, **backend_kwargs)
         self.impl = self.backend.name
-        self._t_data = jax.vmap(self.backend.init)(self._table_state(table["state"]))
+        self._t_data = self.backend.init_table(table["state"])
 
     def _constants(self, env) -> dict[str, np.ndarray]:
         return {**common_constants(env), **self.task.constants(env)}
-
-    def _table_state(self, state64: np.ndarray):
-        from envs.backends.mujoco_backend import to_bits
-
-        return jnp.asarray(to_bits(state64))
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -115,8 +110,8 @@ class SawyerEnv:
         obs = jnp.concatenate([curr, prev, consts["goal"]])
         return jnp.clip(obs, self.obs_low, self.obs_high), curr
 
-    def _step_one(self, state: State, action: jax.Array) -> State:
-        data, kin = self.backend.step(state.data, action)
+    def _finish_one(self, state: State, data, kin: Kinematics, action: jax.Array) -> State:
+        """Per env, after the physics step: obs, reward, success, truncation and auto-reset."""
         info = state.info
         obs, curr = self.observe(kin, info["prev"], info["consts"])
         reward, rinfo = self.task.evaluate(obs, action, kin, info["consts"])
@@ -163,7 +158,9 @@ class SawyerEnv:
             raise ValueError(
                 f"action has shape {tuple(action.shape)}; expected (num_envs={state.obs.shape[0]}, {ACTION_SIZE})"
             )
-        return jax.vmap(self._step_one)(state, action.astype(jnp.float32))
+        action = action.astype(jnp.float32)
+        data, kin = self.backend.step(state.data, action)
+        return jax.vmap(self._finish_one)(state, data, kin, action)
 
 
 def make(task: str, **kwargs) -> SawyerEnv:

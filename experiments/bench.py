@@ -149,6 +149,27 @@ def train_sps(tasks, quick: bool, impl: str, seed: int = 0) -> dict:
     return {"env_steps_per_s": reps * trainer.env_steps_per_chunk / dt, "first_call_s": first, "num_envs": env.num_envs}
 
 
+def compile_scaling(tasks, counts, impl: str) -> list[dict]:
+    """First-call (compile) seconds of a jitted 2-step scan over the first N tasks, one env each, with
+    JAX's persistent cache off (Warp's kernel cache warmed by a 1-task call first)."""
+    import jax
+
+    import envs
+
+    names = envs.resolve_tasks(tasks)
+    port_sps(names[:1], 1, 2, impl)  # warm Warp's kernel cache / the mujoco reset tables
+    rows = []
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        for n in counts:
+            r = port_sps(names[:n], n, 2, impl)
+            rows.append({"tasks": n, "first_call_s": r["first_call_s"], "impl": r["impl"]})
+            print(f"compile, {n:2d} task(s), impl={r['impl']}: {r['first_call_s']:.1f}s", flush=True)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", True)
+    return rows
+
+
 def per_task_table(tasks, batch: int, scan: int, impl: str) -> list[dict]:
     """Per task: the first call (compile) and env steps/s of a `batch`-env SawyerEnv scan, and official 1-process steps/s."""
     from envs.registry import resolve_tasks
@@ -199,6 +220,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--per-task", type=int, default=0, metavar="BATCH", help="also time every task alone at this batch (compile and steps/s)")
     p.add_argument("--baseline", default=None, help="a committed bench JSON: report figures > 20%% slower on the same device")
+    p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,64,512 quick; 1..4096 full)")
+    p.add_argument("--skip-train", action="store_true", help="env-only figures (no full-training-loop timing)")
+    p.add_argument("--compile-scaling", default=None, metavar="COUNTS",
+                   help="e.g. 1,3,10: cold compile (XLA cache off) of a 1-env-per-task step for the first N tasks")
     args = p.parse_args(argv)
     cache = Path(os.environ.get("TOPPO_CACHE_DIR", Path.home() / ".cache" / "toppo_jax"))
     import jax
@@ -206,6 +231,8 @@ def main(argv=None) -> int:
     jax.config.update("jax_compilation_cache_dir", str(cache / "jax"))
 
     batches = [1, 64, 512] if args.quick else [1, 64, 512, 1024, 4096]
+    if args.batches:
+        batches = [int(b) for b in args.batches.split(",")]
     rows = []
     for b in batches:
         scan = args.scan if b > 1 else args.scan * 4
@@ -232,16 +259,21 @@ def main(argv=None) -> int:
         "speedup_vs_official_per_core": best["env_steps_per_s"] / (off1 * workers),
         "compile_s": rows[-1]["first_call_s"],
     }
-    tr = train_sps(args.tasks, args.quick, args.impl)
-    result["train_env_steps_per_s"], result["train"] = tr["env_steps_per_s"], tr
-    print(f"full training loop: {tr['env_steps_per_s']:.0f} env steps/s ({tr['num_envs']} envs, first call {tr['first_call_s']:.1f}s)", flush=True)
+    tr = None
+    if not args.skip_train:
+        tr = train_sps(args.tasks, args.quick, args.impl)
+        result["train_env_steps_per_s"], result["train"] = tr["env_steps_per_s"], tr
+        print(f"full training loop: {tr['env_steps_per_s']:.0f} env steps/s ({tr['num_envs']} envs, first call {tr['first_call_s']:.1f}s)", flush=True)
+    if args.compile_scaling:
+        result["compile_scaling"] = compile_scaling(args.tasks, [int(n) for n in args.compile_scaling.split(",")], args.impl)
     if args.per_task:
         result["per_task"] = per_task_table(args.tasks, args.per_task, args.scan, args.impl)
     print("\n| batch | port env steps/s | vs official (1 core) |\n|---|---|---|")
     for r in rows:
         print(f"| {r['batch']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s'] / off1:.1f}x |")
     print(f"| official 1 process | {off1:.0f} | 1.0x |\n| official AsyncVectorEnv x{workers} | {offv:.0f} | {offv / off1:.1f}x |")
-    print(f"| full TOPPO training loop ({tr['num_envs']} envs) | {tr['env_steps_per_s']:.0f} | {tr['env_steps_per_s'] / off1:.1f}x |")
+    if tr:
+        print(f"| full TOPPO training loop ({tr['num_envs']} envs) | {tr['env_steps_per_s']:.0f} | {tr['env_steps_per_s'] / off1:.1f}x |")
     for line in regression_report(result, args.baseline):
         print(line)
     if args.json:

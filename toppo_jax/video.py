@@ -104,7 +104,6 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
     import jax
     import jax.numpy as jnp
 
-    from envs.backends.mujoco_backend import from_bits
     from envs.registry import benchmark_for
     from envs.sawyer import SawyerEnv
     from toppo_jax import networks as nets
@@ -112,8 +111,6 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
 
     task_names = list(task_names)
     env = SawyerEnv(task, seed=seed, benchmark=benchmark_for(tuple(task_names)), impl=impl, eval_mode=True)
-    if env.impl != "mujoco":
-        raise VideoUnavailable(f"videos need the mujoco physics backend; this run uses impl={env.impl!r}")
     steps = env.max_path_length if steps is None else int(steps)
     one_hot = jax.nn.one_hot(task_names.index(task), len(task_names), dtype=jnp.float32)[None]
 
@@ -121,7 +118,7 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
         # The multi-task env appends the one-hot id the same way (envs/multitask.py).
         obs = jnp.concatenate([state.obs, one_hot], axis=-1)
         mean, _ = actor_apply(actor_params, ppo.normalize_obs(obs_stats, obs))
-        record = (state.data.state[0], state.obs[0, 36:39], state.metrics["success"][0])
+        record = (jax.tree.map(lambda x: x[0], state.data), state.obs[0, 36:39], state.metrics["success"][0])
         return env.step(state, nets.deterministic_action(mean)), record
 
     @jax.jit
@@ -129,9 +126,9 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
         return jax.lax.scan(step, state, None, length=steps)[1]
 
     state = env.reset(jax.random.PRNGKey(0), 1, goals=jnp.array([goal]))
-    bits, goals, success = jax.device_get(run(state))
+    data, goals, success = jax.device_get(run(state))
     tm = env.task_model
-    return tm.model, tm.nphys, from_bits(np.asarray(bits)), np.asarray(goals), np.asarray(success)
+    return tm.model, tm.nphys, env.backend.physics_state(data), np.asarray(goals), np.asarray(success)
 
 
 # ---------------------------------------------------------------------------------- rendering

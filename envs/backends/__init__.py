@@ -1,9 +1,14 @@
 """Physics backends: one narrow interface, three implementations (DESIGN.md section 4).
 
-A backend owns the physics part of ``State.data`` and implements, per env (the caller vmaps):
+A backend owns the physics part of ``State.data`` (a pytree with a leading env axis) and implements:
 
-    data = backend.init(state_row)                 # from a float64 FULLPHYSICS row of the reset table
-    data, kin = backend.step(data, action)         # Sawyer control law, frame_skip substeps, forward
+    data = backend.init_table(states)        # float64 [n, nstate] port-layout states -> data [n, ...]
+    data, kin = backend.step(data, action)   # batched: Sawyer control law, frame_skip substeps, forward
+    states = backend.physics_state(data)     # host: data [B, ...] -> float64 [B, nstate]
+    data = backend.set_physics(data, states) # state replay: copy float64 states in
+
+The step is batched (not per env under vmap) because MuJoCo Warp sizes its contact buffers for the
+whole batch, and ``mujoco.rollout`` runs a batch on its thread pool.
 
 ``kin`` is an ``envs.types.Kinematics`` of the frames the task declared. The Sawyer control law is
 the official one: mocap += clip(a[:3], -1, 1) / 100 clipped to the mocap box, quat (1, 0, 1, 0),
@@ -27,9 +32,18 @@ def check_impl(impl: str) -> str:
         return {"gpu": "warp", "cuda": "warp", "tpu": "jax"}.get(jax.default_backend(), "mujoco")
     if impl == "mujoco":
         return impl
-    if impl in ("warp", "jax"):
+    if impl == "warp":
+        try:
+            import warp  # noqa: F401
+            from mujoco.mjx.third_party import mujoco_warp  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailableError(
+                f"impl='warp' needs the warp-lang and mujoco-warp packages ({e}); valid here: mujoco, auto"
+            ) from None
+        return impl
+    if impl == "jax":
         raise BackendUnavailableError(
-            f"impl='{impl}' (MJX) is not available yet in this build; valid now: mujoco, auto (issue 4 adds warp and jax)"
+            "impl='jax' (MJX JAX) has no edited task models yet; valid now: mujoco, warp, auto"
         )
     raise ValueError(f"unknown impl '{impl}'; valid: auto, {', '.join(IMPLS)}")
 
@@ -43,6 +57,10 @@ def make_backend(impl: str, task_model, mocap_low, mocap_high, **kwargs):
     picked = check_impl(impl)
     if impl == "auto":
         logging.getLogger("envs").info("impl='auto' picked %s on platform %s", picked, jax.default_backend())
+    if picked == "warp":
+        from envs.backends.warp_backend import WarpBackend
+
+        return WarpBackend(task_model, mocap_low, mocap_high, **kwargs)
     from envs.backends.mujoco_backend import MujocoBackend
 
     return MujocoBackend(task_model, mocap_low, mocap_high, **kwargs)

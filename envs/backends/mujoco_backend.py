@@ -119,22 +119,35 @@ class MujocoBackend:
             self._zeros = np.zeros((n, self.tm.model.nv))
         return self._zeros[:n]
 
-    # ---- JAX side --------------------------------------------------------------------------
-    def init(self, state_row_bits: jax.Array) -> MujocoData:
-        return MujocoData(state=state_row_bits)
+    # ---- table / host conversions -----------------------------------------------------------
+    def init_table(self, state64: np.ndarray) -> MujocoData:
+        """float64 [n, nstate] port-layout states (the reset table) -> MujocoData with leading axis n."""
+        return MujocoData(state=jnp.asarray(to_bits(state64)))
 
+    def set_physics(self, data: MujocoData, state64: np.ndarray) -> MujocoData:
+        """Overwrite a batch's physics with port-layout float64 states (state replay)."""
+        return self.init_table(state64)
+
+    def physics_state(self, data: MujocoData) -> np.ndarray:
+        """A batch's physics as port-layout float64 states [B, nstate] (host side)."""
+        return from_bits(np.asarray(data.state))
+
+    # ---- JAX side --------------------------------------------------------------------------
     def step(self, data: MujocoData, action: jax.Array) -> tuple[MujocoData, Kinematics]:
+        """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
         m = self.tm.model
+        lead = data.state.shape[:-1]
         shapes = (
             jax.ShapeDtypeStruct(data.state.shape, jnp.uint32),
-            jax.ShapeDtypeStruct((self.nsensordata,), jnp.float32),
-            jax.ShapeDtypeStruct((m.nq,), jnp.float32),
-            jax.ShapeDtypeStruct((m.nv,), jnp.float32),
+            jax.ShapeDtypeStruct((*lead, self.nsensordata), jnp.float32),
+            jax.ShapeDtypeStruct((*lead, m.nq), jnp.float32),
+            jax.ShapeDtypeStruct((*lead, m.nv), jnp.float32),
         )
         state, sens, qpos, qvel = jax.pure_callback(
             self.host_step, shapes, data.state, action.astype(jnp.float32), vmap_method="broadcast_all"
         )
-        return MujocoData(state=state), Kinematics(frames=unpack_frames(sens, self.tm.frames), qpos=qpos, qvel=qvel)
+        frames = jax.vmap(lambda s: unpack_frames(s, self.tm.frames))(sens)
+        return MujocoData(state=state), Kinematics(frames=frames, qpos=qpos, qvel=qvel)
 
 
 def unpack_frames(sens: jax.Array, keys: tuple[str, ...]) -> dict[str, Frame]:

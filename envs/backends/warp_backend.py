@@ -1,0 +1,246 @@
+"""The ``warp`` backend: MJX with MuJoCo Warp (``impl='warp'``), the accelerator path.
+
+Runs on NVIDIA GPUs and, slowly, on Warp's CPU device (how it is tested on CPU-only machines).
+
+Per-env state. A Warp ``Data`` keeps its contact and constraint buffers *shared by all worlds* of a
+batch (``naconmax`` contacts in total, ``njmax`` rows per world), so it cannot live in a vmapped env
+state that is reset env by env. The env state is therefore the small ``WarpData`` below (what
+carries over between control steps: positions, velocities, mocap poses and the solver's warm
+start); each control step writes it into a ``Data`` template sized for the batch, runs
+``frame_skip`` physics steps and one ``forward`` (the official ``mj_forward`` after
+``do_simulation``), and reads the frame sensors back. Fixtures that official resets move are mocap
+bodies of the task model (``envs/assets.py``), so no model field varies per env.
+
+Model edits (listed in docs/port.md): MuJoCo Warp refuses geom pairs with a non-zero margin while
+MULTICCD is on. Where a task model hits that, the margins of the offending geoms (the four
+gripper claw/pad boxes, 0.001 in the official XML) are set to 0, the one edit that keeps MULTICCD's
+multi-point mesh contacts. Everything else (Newton solver, 50 iterations, elliptic cone, timestep)
+is official.
+
+Buffer sizes. ``naconmax`` (per env, times the batch) and ``njmax`` (per env) come from
+``WARP_SIZES``: maxima measured along expert episodes of every task on this backend, with
+headroom. An overflow is never silent: the step returns a flag and the env raises
+``PhysicsOverflowError`` on the host naming the task and the measured counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import warnings
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+
+from envs.assets import TaskModel
+from envs.backends.mujoco_backend import FRAME_SKIP, MOCAP_QUAT, unpack_frames
+from envs.types import Kinematics
+
+log = logging.getLogger("envs")
+
+# (contacts per env, constraint rows per env) = 1.5 x the maxima of official MuJoCo's ncon / nefc
+# (+ slack, rounded up to 8) over five episodes per task (expert on goals 0/17/33, random actions,
+# expert with random bursts), measured 2026-11-25 with metaworld 3.0.0 / mujoco 3.16.0. The batch's
+# contact buffer is naconmax = batch x contacts per env; overflow raises PhysicsOverflowError.
+WARP_SIZES = {
+    "assembly": (56, 192),  # measured 30 / 118
+    "basketball": (32, 120),  # measured 17 / 70
+    "bin-picking": (40, 144),  # measured 20 / 87
+    "box-close": (80, 304),  # measured 48 / 195
+    "button-press": (104, 328),  # measured 62 / 213
+    "button-press-topdown": (72, 240),  # measured 41 / 153
+    "button-press-topdown-wall": (80, 288),  # measured 49 / 185
+    "button-press-wall": (72, 272),  # measured 43 / 175
+    "coffee-button": (40, 144),  # measured 24 / 90
+    "coffee-pull": (40, 152),  # measured 22 / 91
+    "coffee-push": (40, 144),  # measured 21 / 87
+    "dial-turn": (32, 120),  # measured 16 / 73
+    "disassemble": (40, 136),  # measured 23 / 83
+    "door-close": (32, 128),  # measured 17 / 76
+    "door-lock": (40, 160),  # measured 24 / 99
+    "door-open": (40, 152),  # measured 23 / 95
+    "door-unlock": (40, 144),  # measured 21 / 87
+    "drawer-close": (24, 88),  # measured 12 / 50
+    "drawer-open": (16, 48),  # measured 4 / 26
+    "faucet-close": (32, 120),  # measured 16 / 72
+    "faucet-open": (16, 72),  # measured 8 / 40
+    "hammer": (40, 136),  # measured 24 / 84
+    "hand-insert": (80, 312),  # measured 48 / 200
+    "handle-press": (32, 120),  # measured 16 / 74
+    "handle-press-side": (48, 176),  # measured 26 / 111
+    "handle-pull": (16, 56),  # measured 5 / 29
+    "handle-pull-side": (40, 152),  # measured 22 / 95
+    "lever-pull": (48, 176),  # measured 26 / 110
+    "peg-insert-side": (96, 376),  # measured 59 / 241
+    "peg-unplug-side": (40, 152),  # measured 24 / 93
+    "pick-out-of-hole": (64, 240),  # measured 36 / 151
+    "pick-place": (40, 168),  # measured 24 / 104
+    "pick-place-wall": (40, 160),  # measured 22 / 97
+    "plate-slide": (32, 80),  # measured 14 / 43
+    "plate-slide-back": (32, 88),  # measured 16 / 53
+    "plate-slide-back-side": (40, 128),  # measured 21 / 79
+    "plate-slide-side": (48, 152),  # measured 26 / 92
+    "push": (40, 152),  # measured 21 / 92
+    "push-back": (24, 104),  # measured 13 / 59
+    "push-wall": (32, 128),  # measured 17 / 76
+    "reach": (16, 48),  # measured 4 / 25
+    "reach-wall": (16, 48),  # measured 4 / 25
+    "shelf-place": (48, 176),  # measured 27 / 112
+    "soccer": (40, 160),  # measured 24 / 98
+    "stick-pull": (72, 272),  # measured 42 / 171
+    "stick-push": (48, 184),  # measured 27 / 114
+    "sweep": (32, 128),  # measured 18 / 79
+    "sweep-into": (72, 280),  # measured 42 / 177
+    "window-close": (16, 64),  # measured 8 / 34
+    "window-open": (32, 96),  # measured 14 / 56
+}
+DEFAULT_SIZES = (104, 376)  # the largest rows above
+
+
+class PhysicsOverflowError(RuntimeError):
+    """A Warp contact or constraint buffer overflowed: results of that step are wrong."""
+
+
+@struct.dataclass
+class WarpData:
+    qpos: jax.Array  # [nq] float32
+    qvel: jax.Array  # [nv]
+    mocap_pos: jax.Array  # [nmocap, 3]
+    mocap_quat: jax.Array  # [nmocap, 4]
+    qacc_warmstart: jax.Array  # [nv] the solver's warm start, carried like official MjData does
+    nacon: jax.Array  # [] int32: contacts of the whole batch at the last step (buffer: naconmax)
+    nefc: jax.Array  # [] int32: constraint rows of this env at the last step (buffer: njmax)
+
+
+def edit_model(model: mujoco.MjModel) -> tuple[mujoco.MjModel, tuple[str, ...]]:
+    """The task model MuJoCo Warp accepts: zero the margins that MULTICCD refuses (listed edits)."""
+    from mujoco import mjx
+
+    model = copy.copy(model)
+    edits = []
+    try:
+        mjx.put_model(model, impl="warp")
+    except NotImplementedError as e:
+        if "margin" not in str(e):
+            raise
+        ids = np.nonzero(model.geom_margin > 0)[0]
+        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, int(i)) or str(i) for i in ids]
+        model.geom_margin[ids] = 0.0
+        edits.append(f"geom_margin 0.001 -> 0 on {', '.join(names)} (MuJoCo Warp: non-zero margin with MULTICCD)")
+    return model, tuple(edits)
+
+
+class WarpBackend:
+    name = "warp"
+
+    def __init__(self, tm: TaskModel, mocap_low, mocap_high, *, nacon_per_env: int | None = None,
+                 njmax: int | None = None):
+        import warp as wp
+        from mujoco import mjx
+
+        wp.config.quiet = True
+        self.tm = tm
+        self.task = tm.task
+        self.model, self.edits = edit_model(tm.model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mx = mjx.put_model(self.model, impl="warp")
+        # e.g. "MULTICCD ... CCD pairs without multicontact support: [('CAPSULE', 'MESH')]": kept as a note.
+        self.notes = tuple(str(w.message) for w in caught)
+        for note in self.notes:
+            log.info("warp model of %s: %s", tm.task, note)
+        # Overflow is reported through WarpData.overflow (and raised on the host), not printed per step.
+        self.mx = mx.tree_replace({"opt._impl.warn_overflow": 0})
+        self.mocap_low = jnp.asarray(mocap_low, jnp.float32)
+        self.mocap_high = jnp.asarray(mocap_high, jnp.float32)
+        sizes = WARP_SIZES.get(tm.task, DEFAULT_SIZES)
+        self.nacon_per_env = int(nacon_per_env or sizes[0])
+        self.njmax = int(njmax or sizes[1])
+        self._sl = tm.state_slices()
+        self._k = tm.sawyer_mocap
+
+    # ---- table / host conversions -----------------------------------------------------------
+    def init_table(self, state64: np.ndarray) -> WarpData:
+        """float64 [n, nstate] port-layout states (the reset table) -> WarpData with leading axis n."""
+        s, m = self._sl, self.tm.model
+        n = len(state64)
+        f32 = lambda x: jnp.asarray(np.asarray(x, np.float64), jnp.float32)  # noqa: E731
+        return WarpData(
+            qpos=f32(state64[:, s["qpos"]]),
+            qvel=f32(state64[:, s["qvel"]]),
+            mocap_pos=f32(state64[:, s["mocap_pos"]].reshape(n, m.nmocap, 3)),
+            mocap_quat=f32(state64[:, s["mocap_quat"]].reshape(n, m.nmocap, 4)),
+            qacc_warmstart=jnp.zeros((n, m.nv), jnp.float32),
+            nacon=jnp.zeros((n,), jnp.int32),
+            nefc=jnp.zeros((n,), jnp.int32),
+        )
+
+    def set_physics(self, data: WarpData, state64: np.ndarray) -> WarpData:
+        """Overwrite a batch's physics with port-layout float64 states (state replay)."""
+        return self.init_table(state64).replace(qacc_warmstart=data.qacc_warmstart)
+
+    def physics_state(self, data: WarpData) -> np.ndarray:
+        """A batch's physics as port-layout float64 states [B, nstate] (host side)."""
+        s = self._sl
+        qpos, qvel, mp, mq = (np.asarray(x, np.float64) for x in (data.qpos, data.qvel, data.mocap_pos, data.mocap_quat))
+        out = np.zeros((len(qpos), self.tm.nstate))
+        out[:, s["qpos"]], out[:, s["qvel"]] = qpos, qvel
+        out[:, s["mocap_pos"]], out[:, s["mocap_quat"]] = mp.reshape(len(qpos), -1), mq.reshape(len(qpos), -1)
+        return out
+
+    def _overflow(self, nacon, nefc, naconmax):
+        raise PhysicsOverflowError(
+            f"MuJoCo Warp buffer overflow on task {self.task}: {int(nacon)} contacts for naconmax={int(naconmax)} "
+            f"({self.nacon_per_env} per env), {int(nefc)} constraint rows for njmax={self.njmax}; "
+            "raise WARP_SIZES in envs/backends/warp_backend.py (or nacon_per_env=/njmax=)"
+        )
+
+    # ---- the step ---------------------------------------------------------------------------
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one backend per task; a handful of batch sizes)
+    def _template_host(self, batch: int):
+        from mujoco import mjx
+
+        with jax.ensure_compile_time_eval():  # called while tracing the step
+            d = mjx.make_data(self.model, impl="warp", naconmax=batch * self.nacon_per_env, njmax=self.njmax)
+            return jax.tree.map(np.asarray, d)
+
+    def _template(self, batch: int):
+        # Zero buffers (contacts, constraint rows) are built in the program, not embedded as constants.
+        return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype) if not np.any(x) else jnp.asarray(x),
+                            self._template_host(batch))
+
+    def step(self, data: WarpData, action: jax.Array) -> tuple[WarpData, Kinematics]:
+        """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
+        from mujoco import mjx
+
+        template = self._template(action.shape[0])
+        k, mx = self._k, self.mx
+
+        def one(row: WarpData, a: jax.Array):
+            # SawyerXYZEnv.set_xyz_action + the gripper's two position actuators.
+            pos = jnp.clip(row.mocap_pos[k] + jnp.clip(a[:3], -1.0, 1.0) / 100.0, self.mocap_low, self.mocap_high)
+            d = template.replace(
+                qpos=row.qpos, qvel=row.qvel, qacc_warmstart=row.qacc_warmstart,
+                mocap_pos=row.mocap_pos.at[k].set(pos),
+                mocap_quat=row.mocap_quat.at[k].set(jnp.asarray(MOCAP_QUAT, jnp.float32)),
+                ctrl=jnp.stack([a[3], -a[3]]),
+            )
+            for _ in range(FRAME_SKIP):
+                d = mjx.step(mx, d)
+            d = mjx.forward(mx, d)
+            nxt = WarpData(qpos=d.qpos, qvel=d.qvel, mocap_pos=d.mocap_pos, mocap_quat=d.mocap_quat,
+                           qacc_warmstart=d.qacc_warmstart, nacon=d._impl.nacon[0].astype(jnp.int32),
+                           nefc=d._impl.nefc.reshape(()).astype(jnp.int32))
+            return nxt, d.sensordata
+
+        nxt, sens = jax.vmap(one)(data, action.astype(jnp.float32))
+        naconmax = action.shape[0] * self.nacon_per_env
+        overflow = (jnp.max(nxt.nacon) > naconmax) | (jnp.max(nxt.nefc) > self.njmax)
+        jax.lax.cond(overflow, lambda: jax.debug.callback(self._overflow, jnp.max(nxt.nacon), jnp.max(nxt.nefc), naconmax),
+                     lambda: None)
+        frames = jax.vmap(lambda s: unpack_frames(s, self.tm.frames))(sens)
+        return nxt, Kinematics(frames=frames, qpos=nxt.qpos, qvel=nxt.qvel)
