@@ -327,8 +327,9 @@ def test_evaluate_cli_on_the_port_matches_the_training_evaluation(runs, tmp_path
     capsys.readouterr()
     assert evaluate.main(["--run", str(runs["full"]), "--episodes", "0"]) == 2
     assert evaluate.main(["--run", str(tmp_path / "missing")]) == 2
+    assert evaluate.main(["--run", str(runs["full"]), "--reference", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "--episodes 0" in err[0] and "config.json" in err[1]
+    assert len(err) == 3 and "--episodes 0" in err[0] and "config.json" in err[1] and "--workers 0" in err[2]
 
 
 @pytest.mark.slow

@@ -109,3 +109,16 @@ def test_reference_rollouts_detect_success_of_the_expert():
     assert result["success"].tolist() == [True, True, True]
     still = evaluate.reference_rollouts("reach", ("reach",), 3, 0, lambda obs, i: np.zeros((len(obs), 4), np.float32), steps=50)
     assert still["success"].tolist() == [False, False, False]
+
+
+def test_parallel_reference_workers_equal_one_process():
+    """--workers N splits the official envs over N processes; the rollout is the same as in one."""
+    expert = parity.expert("push")
+
+    def policy(obs, task_index):
+        return np.stack([np.clip(expert.get_action(o), -1, 1) for o in obs]).astype(np.float32)
+
+    one = evaluate.reference_rollouts("push", ("push",), 5, 0, policy, steps=60)
+    two = evaluate.reference_rollouts("push", ("push",), 5, 0, policy, steps=60, workers=2)
+    np.testing.assert_array_equal(one["obs"], two["obs"])
+    np.testing.assert_array_equal(one["success"], two["success"])

@@ -15,6 +15,7 @@ does) on official CPU Meta-World on the same goals, with the per-task gap port -
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -152,36 +153,104 @@ def make_policy_fn(networks: nets.Networks, actor_params, obs_stats: ppo.Running
     return policy
 
 
-def reference_rollouts(task: str, task_names: Sequence[str], episodes: int, seed: int, policy: Callable,
-                       steps: int | None = None) -> dict[str, np.ndarray]:
-    """`policy(obs, task_index)` on official Meta-World, one episode per goal i < episodes (mod 50) of
-    the run's goal table, all goals stepped together. Returns success [N] (any step) and obs [steps+1, N, 39]."""
-    import warnings
+class OfficialBatch:
+    """Official Meta-World envs of one task, one per rand_vec, stepped together (in this process)."""
 
+    def __init__(self, task: str, rand_vecs: np.ndarray):
+        import warnings
+
+        from envs import assets
+
+        warnings.simplefilter("ignore")
+        self.envs = [assets.official_class(task)() for _ in rand_vecs]
+        for env, rv in zip(self.envs, rand_vecs):
+            env.set_task(assets.make_task_data(task, rv))
+        self.max_path_length = self.envs[0].max_path_length
+
+    def reset(self) -> np.ndarray:
+        return np.asarray([env.reset()[0] for env in self.envs], np.float32)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = [env.step(a) for env, a in zip(self.envs, actions)]
+        return np.asarray([o[0] for o in out], np.float32), np.array([bool(o[4]["success"]) for o in out])
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _official_worker(conn, task: str, rand_vecs: np.ndarray) -> None:
+    """Child process: an OfficialBatch driven over a pipe ('reset' | ('step', actions) | 'close')."""
+    batch = OfficialBatch(task, rand_vecs)
+    conn.send(batch.max_path_length)
+    while True:
+        msg = conn.recv()
+        if msg == "close":
+            batch.close()
+            conn.close()
+            return
+        conn.send(batch.reset() if msg == "reset" else batch.step(msg[1]))
+
+
+class ParallelOfficial:
+    """The episodes split over ``workers`` processes, each an OfficialBatch; stepped in lockstep."""
+
+    def __init__(self, task: str, rand_vecs: np.ndarray, workers: int):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # never fork a process that runs JAX threads
+        self.chunks = [c for c in np.array_split(np.arange(len(rand_vecs)), workers) if len(c)]
+        self.conns, self.procs = [], []
+        for chunk in self.chunks:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_official_worker, args=(child, task, rand_vecs[chunk]), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.max_path_length = [c.recv() for c in self.conns][0]
+
+    def reset(self) -> np.ndarray:
+        for c in self.conns:
+            c.send("reset")
+        return np.concatenate([c.recv() for c in self.conns])
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        for c, chunk in zip(self.conns, self.chunks):
+            c.send(("step", actions[chunk]))
+        out = [c.recv() for c in self.conns]
+        return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.send("close")
+        for p in self.procs:
+            p.join(timeout=30)
+
+
+def reference_rollouts(task: str, task_names: Sequence[str], episodes: int, seed: int, policy: Callable,
+                       steps: int | None = None, workers: int = 1) -> dict[str, np.ndarray]:
+    """`policy(obs, task_index)` on official Meta-World, one episode per goal i < episodes (mod 50) of
+    the run's goal table, all goals stepped together (split over `workers` processes when > 1).
+    Returns success [N] (any step) and obs [steps+1, N, 39]."""
     from envs import assets
     from envs.registry import benchmark_for
 
     table = assets.goal_table(benchmark_for(tuple(task_names)), seed)[task]
+    rand_vecs = np.asarray([table[i % len(table)] for i in range(episodes)])
     index = list(task_names).index(task)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        official = [assets.official_class(task)() for _ in range(episodes)]
-        obs = []
-        for i, env in enumerate(official):
-            env.set_task(assets.make_task_data(task, table[i % len(table)]))
-            obs.append(env.reset()[0])
-        obs = np.asarray(obs, np.float32)
-        length = official[0].max_path_length if steps is None else steps
+    workers = max(1, min(int(workers), episodes))
+    official = OfficialBatch(task, rand_vecs) if workers == 1 else ParallelOfficial(task, rand_vecs, workers)
+    try:
+        obs = official.reset()
+        length = official.max_path_length if steps is None else steps
         success = np.zeros(episodes, bool)
         history = [obs]
         for _ in range(length):
-            actions = policy(obs, index)
-            out = [env.step(a) for env, a in zip(official, actions)]
-            obs = np.asarray([o[0] for o in out], np.float32)
-            success |= np.array([bool(o[4]["success"]) for o in out])
+            obs, succ = official.step(policy(obs, index))
+            success |= succ
             history.append(obs)
-        for env in official:
-            env.close()
+    finally:
+        official.close()
     return {"success": success, "obs": np.stack(history)}
 
 
@@ -211,12 +280,16 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     parser.add_argument("--episodes", type=int, default=50, help="episodes per task, one per goal of the 50-goal table (default 50)")
     parser.add_argument("--best", action="store_true", help="the best-by-eval checkpoint instead of the latest")
     parser.add_argument("--impl", default=None, help="port physics backend (default: the run's)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for the --reference envs (default: one per CPU core)")
     parser.add_argument("--worst-k", type=int, nargs="+", default=None, help="k's for worst-k (default: the run's)")
     parser.add_argument("--json", default=None, help="write the result here")
     args = parser.parse_args(argv)
     try:
         if args.episodes <= 0:
             raise ConfigError(f"--episodes {args.episodes} is not valid; it must be > 0")
+        if args.workers is not None and args.workers <= 0:
+            raise ConfigError(f"--workers {args.workers} is not valid; it must be > 0")
         if args.impl is not None and args.impl not in ("mujoco", "warp", "jax"):
             raise ConfigError(f"--impl {args.impl!r} is not valid; choose one of: mujoco, warp, jax")
         policy = load_policy(args.run, best=args.best)
@@ -235,7 +308,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
         for s in range(policy.num_seeds):
             act = make_policy_fn(policy.networks, *policy.seed(s), len(policy.tasks))
             for t, task in enumerate(policy.tasks):
-                rollout = reference_rollouts(task, policy.tasks, args.episodes, policy.config.train.seed, act)
+                rollout = reference_rollouts(task, policy.tasks, args.episodes, policy.config.train.seed, act,
+                                             workers=args.workers or os.cpu_count() or 1)
                 official[s, t] = rollout["success"].mean()
         official_s = time.perf_counter() - t0
     rows = {}

@@ -612,6 +612,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             "config_hash": config_hash,
             "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
             "env_steps_per_chunk": trainer.env_steps_per_chunk,
+            "physics": getattr(env, "impl", "none"),  # the backend --impl resolved to (auto: by platform)
             "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
             "versions": versions,
@@ -633,6 +634,8 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             return chunk, evaluate, time.perf_counter() - t0
 
         chunk, evaluate, compile_s = compile_programs(trainer)
+        console.print(f"physics: {info['physics']} (--impl {env_c.impl}) on {device['backend']}; compiled in {compile_s:.0f}s",
+                      highlight=False, soft_wrap=True)
         wandb_run = logs.Wandb(
             train_c.wandb,
             project=train_c.wandb_project,
@@ -647,8 +650,8 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
 
         film_requested = video.resolve_video_tasks(train_c.video_tasks, trainer.task_names)
         videos_on = train_c.videos
-        if videos_on and (getattr(env, "envs", None) is None or getattr(env, "impl", None) != "mujoco"):
-            note = "videos: skipped, they need the MuJoCo port with impl=mujoco (this env has no MuJoCo task models)"
+        if videos_on and getattr(env, "envs", None) is None:
+            note = "videos: skipped, they need the MuJoCo port (this env has no MuJoCo task models)"
             console.print(note, soft_wrap=True)
             videos_on = False
 
