@@ -19,7 +19,7 @@ from envs.types import State
 
 class MultiTaskEnv:
     def __init__(self, tasks, envs_per_task: int, *, seed: int = 0, impl: str = "mujoco", staggered: bool = True,
-                 eval_mode: bool = False, **backend_kwargs):
+                 eval_mode: bool = False, mesh=None, **backend_kwargs):
         if not isinstance(envs_per_task, int) or envs_per_task <= 0:
             raise ValueError(f"envs_per_task must be a positive integer, got {envs_per_task!r}")
         self.task_names = resolve_tasks(tasks)
@@ -32,6 +32,11 @@ class MultiTaskEnv:
             for t in self.task_names
         ]
         self.impl = self.envs[0].impl
+        # Data parallel: every task's envs are split over the mesh axis 'data', and each device steps
+        # its share (its own host callback / Warp call) under shard_map.
+        self.mesh = mesh
+        if mesh is not None and envs_per_task % mesh.size:
+            raise ValueError(f"envs_per_task {envs_per_task} is not divisible by the {mesh.size} devices of the mesh")
         self._onehot = jnp.repeat(jnp.eye(self.num_tasks, dtype=jnp.float32), envs_per_task, axis=0)
         self._task_id = jnp.repeat(jnp.arange(self.num_tasks, dtype=jnp.int32), envs_per_task)
 
@@ -82,7 +87,15 @@ class MultiTaskEnv:
             raise ValueError(f"action has shape {tuple(action.shape)}; expected (num_envs={self.num_envs}, {ACTION_SIZE})")
         n = self.envs_per_task
         parts = self._split(state)
-        return self._merge([e.step(p, action[i * n : (i + 1) * n]) for i, (e, p) in enumerate(zip(self.envs, parts))])
+        return self._merge([self._sharded(e.step)(p, action[i * n : (i + 1) * n]) for i, (e, p) in enumerate(zip(self.envs, parts))])
+
+    def _sharded(self, step):
+        """``step`` as is, or per device on its share of the envs (leading axis split over 'data')."""
+        if self.mesh is None:
+            return step
+        from jax.sharding import PartitionSpec as P
+
+        return jax.shard_map(step, mesh=self.mesh, in_specs=P("data"), out_specs=P("data"), check_vma=False)
 
 
 def make_multitask(tasks, envs_per_task: int = 1, **kwargs) -> MultiTaskEnv:

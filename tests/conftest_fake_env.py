@@ -167,8 +167,10 @@ class FakeMultiTaskEnv:
         )
 
 
-def make_fake_multitask(tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20, **poison):
-    """Same signature as `envs.make_multitask` (plus `episode_length`, and `nan_task`/`nan_after`)."""
+def make_fake_multitask(tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20,
+                        mesh=None, **poison):
+    """Same signature as `envs.make_multitask` (plus `episode_length`, and `nan_task`/`nan_after`); pure JAX,
+    so under a device mesh XLA partitions it like the rest of the program (`mesh` is not needed)."""
     return FakeMultiTaskEnv(
         tasks, envs_per_task, seed=seed, impl=impl, staggered=staggered, eval_mode=eval_mode, episode_length=episode_length, **poison
     )

@@ -39,6 +39,7 @@ HOST_FIELDS = frozenset(
     {
         "train.out",
         "train.total_env_steps",
+        "train.devices",
         "train.overwrite",
         "train.checkpoint_every",
         "train.keep_checkpoints",
@@ -369,7 +370,12 @@ class Checkpointer:
         """(state as nested dicts of arrays, meta) without a target: for evaluation and videos, which
         need the actor and the normaliser but not the trainer that saved them."""
         ocp = self._ocp
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        # Onto this process's first device, whatever mesh wrote it (a --devices 4 run read on one device).
+        tree = self.manager.item_metadata(step)["state"].tree
+        target = abstract_state(jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), tree))
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+        )
         return restored.state, dict(restored.meta)
 
     def close(self) -> None:

@@ -83,6 +83,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the last N checkpoints, plus the best by eval success
     overwrite: bool = False  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
     nan_rollbacks: int = 0  # on non-finite losses/params: restore the last checkpoint with a halved learning rate, at most N times (0: stop)
+    devices: int = 1  # data parallel over this host's first N devices (0: all): envs split, params replicated; with --num-seeds/--sweep the members are split instead
     wandb: bool = True  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
     wandb_project: str = "toppo-jax"  # the wandb project (online: where the run appears)
     videos: bool = True  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
@@ -232,6 +233,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _positive("--keep-checkpoints", train.keep_checkpoints)
     _positive("--video-every", train.video_every, allow_zero=True)
     _positive("--nan-rollbacks", train.nan_rollbacks, allow_zero=True)
+    _positive("--devices", train.devices, allow_zero=True)
     if not train.wandb_project:
         raise ConfigError("--wandb-project '' is not valid; give a project name")
     if len(train.worst_k) == 0 or any(k <= 0 for k in train.worst_k):
@@ -243,6 +245,18 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
             validate(replace(with_hparams(config, point), train={"sweep": ""}), num_tasks)
         except ConfigError as err:
             raise ConfigError(f"--sweep point {point}: {err}") from None
+    members = max(1, len(sweep_points(train.sweep))) * train.num_seeds
+    if train.devices > 1:
+        if members > 1 and members % train.devices:
+            raise ConfigError(
+                f"--devices {train.devices} does not divide the {members} members (--num-seeds x --sweep points); "
+                f"choose a divisor of {members}"
+            )
+        if members == 1 and env.envs_per_task % train.devices:
+            raise ConfigError(
+                f"--devices {train.devices} does not divide --envs-per-task {env.envs_per_task}; each device steps an "
+                f"equal share of every task's envs: choose a divisor of {env.envs_per_task}"
+            )
     per_task = ppo.rollout_length * env.envs_per_task
     if ppo.num_minibatches > per_task:
         tasks = f"{num_tasks} tasks" if num_tasks is not None else "number of tasks"

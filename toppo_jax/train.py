@@ -442,6 +442,40 @@ def parse_args(argv: Sequence[str] | None = None) -> cfg.Config:
         raise cfg.ConfigError(_condense(buffer.getvalue())) from None
 
 
+def device_mesh(config: cfg.Config, num_tasks: int):
+    """The 1-D mesh ('data') over this host's first --devices devices; None for one device."""
+    from jax.sharding import Mesh
+
+    available = jax.local_devices()
+    n = config.train.devices or len(available)
+    if n > len(available):
+        raise cfg.ConfigError(
+            f"--devices {n}: this host has {len(available)} {jax.default_backend()} device(s); choose 1..{len(available)} (0: all)"
+        )
+    if n == 1:
+        return None
+    cfg.validate(cfg.replace(config, train={"devices": n}), num_tasks)  # divisibility by the resolved count
+    return Mesh(np.asarray(available[:n]), ("data",))
+
+
+def state_shardings(abstract, mesh, num_members: int):
+    """Where each TrainState leaf lives on the mesh: the member axis split (several members), else the
+    env axis of the env state split and everything else (params, optimizer, PopArt, ...) replicated."""
+    if mesh is None:
+        return None
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    split, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+
+    def by_leading_axis(x):
+        return split if x.ndim >= 1 and x.shape[0] % mesh.size == 0 else whole
+
+    if num_members > 1:
+        return jax.tree_util.tree_map(by_leading_axis, abstract)
+    return jax.tree_util.tree_map(lambda _: whole, abstract).replace(env_state=jax.tree_util.tree_map(by_leading_axis, abstract.env_state))
+
+
 def _default_make_env(tasks, envs_per_task, **kwargs):
     from envs import make_multitask
 
@@ -539,12 +573,17 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
 
     env_c, train_c = config.env, config.train
     may_resume = ckpt.prepare_run_dir(out, config, tasks)
-    env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered)
-    eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True)
     # Members: every sweep point (one if no --sweep) x every seed, vmapped through one compile.
     points = cfg.sweep_points(train_c.sweep)
     members = [(point, train_c.seed + j) for point in (points or [{}]) for j in range(train_c.num_seeds)]
     num_members = len(members)
+    mesh = device_mesh(config, len(tasks))
+    # With one member the envs are split over the devices (each steps its share); with several, the members are.
+    env_mesh = {"mesh": mesh} if mesh is not None and num_members == 1 else {}
+    eval_mesh = env_mesh if mesh is not None and train_c.eval_episodes % mesh.size == 0 else {}
+    env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered, **env_mesh)
+    eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True,
+                        **eval_mesh)
     seeds = [seed for _, seed in members]
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     member_hparams = {
@@ -569,6 +608,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     config_hash = ckpt.config_hash(fingerprint)
     layout = ckpt.layout(trainer.task_names, env.envs_per_task, num_members)
     abstract = jax.eval_shape(init_fn, keys)
+    shardings = state_shardings(abstract, mesh, num_members)
+    if shardings is not None:
+        abstract = jax.tree_util.tree_map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, shardings)
+    place = (lambda tree: tree) if shardings is None else (lambda tree: jax.device_put(tree, shardings))  # noqa: E731
     checkpointer = ckpt.Checkpointer(out / ckpt.CHECKPOINTS, keep=train_c.keep_checkpoints)
     warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # noqa: E731
     logger = None
@@ -576,6 +619,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     try:
         stopper.__enter__()
         # Restore before anything is written, so a mismatching checkpoint leaves the directory as it was.
+        # A checkpoint restores onto one device whatever --devices wrote it; `place` spreads it.
         restored = checkpointer.restore(abstract, layout, warn=warn) if may_resume else None
         steps_per_chunk = trainer.env_steps_per_chunk
         steps_per_iteration = steps_per_chunk // train_c.iterations_per_chunk
@@ -583,6 +627,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
         lr_scale = 1.0
         if restored is not None:
             state, meta = restored
+            state = place(state)
             start = int(meta["chunk"]) + 1
             lr_scale = float(meta.get("lr_scale", 1.0))
             run_id = meta.get("wandb_run_id") or logs.new_run_id()
@@ -598,7 +643,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
         else:
             if logs.read_metrics(out / logs.METRICS_FILE):
                 console.print(f"{out} has metrics but no checkpoint: starting afresh (metrics.jsonl is rewritten)", soft_wrap=True)
-            state = jax.jit(init_fn, compiler_options=compiler_options)(keys)
+            state = jax.jit(init_fn, compiler_options=compiler_options, out_shardings=shardings)(keys)
             # A wandb sweep agent names the run (WANDB_RUN_ID): adopt it so the sweep sees this run.
             start, run_id, prior = 0, os.environ.get("WANDB_RUN_ID") or logs.new_run_id(), []
 
@@ -615,6 +660,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             "physics": getattr(env, "impl", "none"),  # the backend --impl resolved to (auto: by platform)
             "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
+            "data_parallel_devices": 1 if mesh is None else mesh.size,
             "versions": versions,
             **device,
             "wandb_run_id": run_id,
@@ -629,7 +675,9 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
                 t0 = time.perf_counter()
                 # Compiled for the abstract state, so a fresh and a resumed run run the same program.
-                chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options).lower(abstract).compile()
+                outs = None if shardings is None else (shardings, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+                chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options,
+                                out_shardings=outs).lower(abstract).compile()
                 evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(abstract).compile()
             return chunk, evaluate, time.perf_counter() - t0
 
@@ -720,6 +768,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         rollbacks_left -= 1
                         lr_scale *= 0.5
                         state, meta = checkpointer.restore(abstract, layout, warn=warn)
+                        state = place(state)
                         # The learning rate is a traced hyperparameter of the state: halve it there.
                         hp = dict(state.hparams)
                         hp["learning_rate"] = hp["learning_rate"] * 0.5

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,7 @@ class MujocoBackend:
         self._pool = None
         self._datas = None
         self._zeros = None
+        self._lock = threading.Lock()  # devices of a mesh call in concurrently; the pool and MjData are shared
         sl = tm.state_slices()
         k = tm.sawyer_mocap
         self._mpos = slice(sl["mocap_pos"].start + 3 * k, sl["mocap_pos"].start + 3 * k + 3)
@@ -84,6 +86,10 @@ class MujocoBackend:
 
     def host_step(self, state_bits: np.ndarray, action: np.ndarray):
         """Batched official step on the host: (uint32 [..., 2n], float32 [..., 4]) -> next state, sensors, qpos, qvel."""
+        with self._lock:
+            return self._host_step(state_bits, action)
+
+    def _host_step(self, state_bits: np.ndarray, action: np.ndarray):
         self._ensure_pool()
         lead = state_bits.shape[:-1]
         state = from_bits(state_bits.reshape(-1, state_bits.shape[-1])).copy()
