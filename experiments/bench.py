@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -119,9 +120,10 @@ def official_vector_sps(tasks, steps: int, workers: int, seed: int = 0) -> float
     return steps * workers / dt
 
 
-def train_sps(tasks, quick: bool, impl: str, seed: int = 0) -> dict:
+def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1) -> dict:
     """The full TOPPO loop (rollout + GAE + epochs of per-task-gradient updates), default TOPPO
-    config except the rollout shape: env steps/s of `train_chunk` after its compile."""
+    config except the rollout shape: env steps/s of `train_chunk` after its compile; on `devices`
+    devices, data parallel as `train --devices`."""
     import jax
 
     import envs
@@ -130,12 +132,16 @@ def train_sps(tasks, quick: bool, impl: str, seed: int = 0) -> dict:
 
     envs_per_task, length = (4, 100) if quick else (16, 500)
     config = cfg.replace(
-        cfg.Config(), env={"envs_per_task": envs_per_task, "impl": impl}, ppo={"rollout_length": length, "num_minibatches": 8}
+        cfg.Config(), env={"envs_per_task": envs_per_task, "impl": impl}, ppo={"rollout_length": length, "num_minibatches": 8},
+        train={"devices": devices},
     )
-    env = envs.make_multitask(envs.resolve_tasks(tasks), envs_per_task, seed=seed, impl=impl)
+    names = envs.resolve_tasks(tasks)
+    mesh = train.device_mesh(config, len(names))
+    env = envs.make_multitask(names, envs_per_task, seed=seed, impl=impl, mesh=mesh)
     trainer = train.make_train(config, env)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(seed))
-    chunk = jax.jit(trainer.train_chunk, donate_argnums=0)
+    shardings = train.state_shardings(jax.eval_shape(trainer.init, jax.random.PRNGKey(seed)), mesh, 1)
+    state = jax.jit(trainer.init, out_shardings=shardings)(jax.random.PRNGKey(seed))
+    chunk = jax.jit(trainer.train_chunk, donate_argnums=0, out_shardings=None if mesh is None else (shardings, None))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
         t0 = time.perf_counter()
@@ -146,7 +152,8 @@ def train_sps(tasks, quick: bool, impl: str, seed: int = 0) -> dict:
             state, _ = jax.block_until_ready(chunk(state))
             reps += 1
         dt = time.perf_counter() - t0
-    return {"env_steps_per_s": reps * trainer.env_steps_per_chunk / dt, "first_call_s": first, "num_envs": env.num_envs}
+    return {"env_steps_per_s": reps * trainer.env_steps_per_chunk / dt, "first_call_s": first, "num_envs": env.num_envs,
+            "devices": devices}
 
 
 def compile_scaling(tasks, counts, impl: str) -> list[dict]:
@@ -222,9 +229,14 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=None, help="a committed bench JSON: report figures > 20%% slower on the same device")
     p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,64,512 quick; 1..4096 full)")
     p.add_argument("--skip-train", action="store_true", help="env-only figures (no full-training-loop timing)")
+    p.add_argument("--devices-scaling", default=None, metavar="COUNTS",
+                   help="e.g. 1,2,4: the full training loop data parallel on N devices (on CPU: forced host devices)")
     p.add_argument("--compile-scaling", default=None, metavar="COUNTS",
                    help="e.g. 1,3,10: cold compile (XLA cache off) of a 1-env-per-task step for the first N tasks")
     args = p.parse_args(argv)
+    device_counts = [int(n) for n in args.devices_scaling.split(",")] if args.devices_scaling else []
+    if device_counts and "jax" not in sys.modules:  # CPU: split the host into devices (no effect on GPU/TPU)
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={max(device_counts)}"
     cache = Path(os.environ.get("TOPPO_CACHE_DIR", Path.home() / ".cache" / "toppo_jax"))
     import jax
 
@@ -264,6 +276,12 @@ def main(argv=None) -> int:
         tr = train_sps(args.tasks, args.quick, args.impl)
         result["train_env_steps_per_s"], result["train"] = tr["env_steps_per_s"], tr
         print(f"full training loop: {tr['env_steps_per_s']:.0f} env steps/s ({tr['num_envs']} envs, first call {tr['first_call_s']:.1f}s)", flush=True)
+    if device_counts:
+        result["devices_scaling"] = []
+        for n in device_counts:
+            r = train_sps(args.tasks, args.quick, args.impl, devices=n)
+            result["devices_scaling"].append(r)
+            print(f"full training loop on {n} device(s): {r['env_steps_per_s']:.0f} env steps/s ({r['num_envs']} envs)", flush=True)
     if args.compile_scaling:
         result["compile_scaling"] = compile_scaling(args.tasks, [int(n) for n in args.compile_scaling.split(",")], args.impl)
     if args.per_task:

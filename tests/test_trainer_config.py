@@ -112,7 +112,8 @@ def test_parse_args_preset_then_flag_overrides():
         (["--nan-rollbacks", "-1"], "--nan-rollbacks -1"),
         (["--critic-combiner", "fairgard"], "did you mean fairgrad"),
         (["--impl", "cuda"], "choose one of: mujoco, warp, jax, auto"),
-        (["--impl", "warp"], "--impl 'warp': impl='warp' (MJX) is not available"),
+        (["--impl", "jax"], "--impl 'jax': impl='jax' (MJX JAX) has no edited task models yet"),
+        (["--devices", "-1"], "--devices -1"),
     ],
 )
 def test_main_bad_input_exits_2_with_one_line(argv, mentions, capsys):
