@@ -44,8 +44,8 @@ train: install  ## make train TASKS=mt10 [SEED=0] [OUT=runs/...] [ARGS="--total-
 parity: install  ## make parity TASKS=mt10 [EPISODES=20] [SEED=0] [IMPL=mujoco] [JSON=parity.json]
 	$(PY) -m envs.parity --tasks $(TASKS) --episodes $(EPISODES) --seed $(SEED) --impl $(IMPL) $(if $(JSON),--json $(JSON),)
 
-bench: install  ## make bench [QUICK=1] [BENCH_JSON=docs/bench.json]
-	$(PY) -m experiments.bench $(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) $(if $(BENCH_JSON),--json $(BENCH_JSON),) $(if $(PER_TASK),--per-task $(PER_TASK),)
+bench: install  ## make bench [QUICK=1] [IMPL=mujoco|warp] [PER_TASK=N] [BENCH_JSON=docs/bench/<quick|full>.json (+ .md table, .png scaling plot)]
+	$(PY) -m experiments.bench $(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) --json $(or $(BENCH_JSON),docs/bench/$(if $(QUICK),quick,full).json) $(if $(PER_TASK),--per-task $(PER_TASK),) --impl $(IMPL)
 
 sweep: install  ## make sweep SWEEP=experiments/sweeps/<name>.yaml [COUNT=N] [LOCAL=1]: wandb sweep + agent (local runs without WANDB_API_KEY or with LOCAL=1)
 	$(PY) -m experiments.sweep $(if $(or $(LOCAL),$(if $(WANDB_API_KEY),,1)),local,wandb) $(SWEEP) $(if $(COUNT),--count $(COUNT),)

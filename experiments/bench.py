@@ -210,6 +210,62 @@ def regression_report(result: dict, baseline_path: str | None, tolerance: float 
     return lines or [f"no regression > {tolerance:.0%} against {baseline_path} ({base.get('date')})"]
 
 
+def peak_memory() -> dict:
+    """Peak resident memory of this process (host) and peak device memory where the device reports it (GPU)."""
+    import resource
+
+    import jax
+
+    out = {"host_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        out["device_peak_mb"] = stats["peak_bytes_in_use"] / 2**20
+    return out
+
+
+def scaling_plot(result: dict, path: Path) -> None:
+    """env steps/s vs batch (log-log): the port's backend and the official env's lines of the same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["port_by_batch"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["batch"] for r in rows], [r["env_steps_per_s"] for r in rows], "o-", label=f"port, {result['impl']} backend")
+    ax.axhline(result["official_env_steps_per_s"], color="gray", ls="--", label="official, 1 process")
+    ax.axhline(result["official_vector_env_steps_per_s"], color="gray", ls=":",
+               label=f"official, AsyncVectorEnv x{result['official_vector_workers']}")
+    if result.get("train_env_steps_per_s"):
+        ax.axhline(result["train_env_steps_per_s"], color="tab:red", ls="-.", label="full TOPPO loop")
+    ax.set(xscale="log", yscale="log", xlabel="envs (batch)", ylabel="env steps / s",
+           title=f"{result['tasks']} — {result['device']}\n{result['date']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown_table(result: dict) -> str:
+    off1 = result["official_env_steps_per_s"]
+    lines = [f"{result['tasks']}, {result['device']}, {result['date']}, impl={result['impl']}", "",
+             "| batch | port env steps/s | vs official (1 process) |", "|---|---|---|"]
+    lines += [f"| {r['batch']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s'] / off1:.1f}x |" for r in result["port_by_batch"]]
+    lines.append(f"| official 1 process | {off1:.0f} | 1.0x |")
+    lines.append(f"| official AsyncVectorEnv x{result['official_vector_workers']} | {result['official_vector_env_steps_per_s']:.0f} | "
+                 f"{result['official_vector_env_steps_per_s'] / off1:.1f}x |")
+    if result.get("train"):
+        tr = result["train"]
+        lines.append(f"| full TOPPO training loop ({tr['num_envs']} envs) | {tr['env_steps_per_s']:.0f} | {tr['env_steps_per_s'] / off1:.1f}x |")
+    mem = result.get("memory", {})
+    lines.append("")
+    lines.append(f"peak host RSS {mem.get('host_peak_rss_mb', 0):,.0f} MB" +
+                 (f", peak device memory {mem['device_peak_mb']:,.0f} MB" if "device_peak_mb" in mem else ""))
+    return "\n".join(lines)
+
+
 def device_name() -> str:
     import jax
 
@@ -286,17 +342,18 @@ def main(argv=None) -> int:
         result["compile_scaling"] = compile_scaling(args.tasks, [int(n) for n in args.compile_scaling.split(",")], args.impl)
     if args.per_task:
         result["per_task"] = per_task_table(args.tasks, args.per_task, args.scan, args.impl)
-    print("\n| batch | port env steps/s | vs official (1 core) |\n|---|---|---|")
-    for r in rows:
-        print(f"| {r['batch']} | {r['env_steps_per_s']:.0f} | {r['env_steps_per_s'] / off1:.1f}x |")
-    print(f"| official 1 process | {off1:.0f} | 1.0x |\n| official AsyncVectorEnv x{workers} | {offv:.0f} | {offv / off1:.1f}x |")
-    if tr:
-        print(f"| full TOPPO training loop ({tr['num_envs']} envs) | {tr['env_steps_per_s']:.0f} | {tr['env_steps_per_s'] / off1:.1f}x |")
+    result["memory"] = peak_memory()
+    table = markdown_table(result)
+    print("\n" + table)
     for line in regression_report(result, args.baseline):
         print(line)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        out.with_suffix(".md").write_text(table + "\n")
+        scaling_plot(result, out.with_suffix(".png"))
+        print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
 
 

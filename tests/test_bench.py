@@ -1,0 +1,45 @@
+"""`make bench` pieces: the regression guard, the report files (JSON's markdown table and scaling plot),
+and a real (tiny) port timing. Speed itself is never asserted here: it lives in the benchmark."""
+
+import json
+
+import imageio.v2 as imageio
+
+from experiments import bench
+
+RESULT = {
+    "date": "2026-11-25", "device": "cpu: (2 cores, x86_64)", "impl": "mujoco", "tasks": "mt10",
+    "port_env_steps_per_s": 8000.0, "port_best_batch": 512,
+    "port_by_batch": [{"batch": 1, "env_steps_per_s": 800.0}, {"batch": 512, "env_steps_per_s": 8000.0}],
+    "official_env_steps_per_s": 1100.0, "official_vector_env_steps_per_s": 800.0, "official_vector_workers": 2,
+    "train": {"env_steps_per_s": 350.0, "num_envs": 40}, "train_env_steps_per_s": 350.0,
+    "memory": {"host_peak_rss_mb": 2048.0},
+}  # fmt: skip
+
+
+def test_regression_report_flags_only_slowdowns_over_20_percent_on_the_same_device(tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(RESULT))
+    slower = {**RESULT, "port_env_steps_per_s": 6000.0,
+              "port_by_batch": [{"batch": 1, "env_steps_per_s": 790.0}, {"batch": 512, "env_steps_per_s": 6000.0}]}  # fmt: skip
+    lines = bench.regression_report(slower, str(base))
+    assert any("REGRESSION port batch 512" in line for line in lines)
+    assert not any("batch 1:" in line for line in lines)  # 790 vs 800 is within 20%
+    assert bench.regression_report(RESULT, str(base))[0].startswith("no regression")
+    other = {**RESULT, "device": "gpu:H100"}
+    assert "skipped" in bench.regression_report(other, str(base))[0]
+
+
+def test_report_files_table_and_scaling_plot(tmp_path):
+    table = bench.markdown_table(RESULT)
+    assert "| 512 | 8000 | 7.3x |" in table and "full TOPPO training loop (40 envs)" in table and "peak host RSS" in table
+    png = tmp_path / "bench.png"
+    bench.scaling_plot(RESULT, png)
+    image = imageio.imread(png)
+    assert image.shape[0] > 200 and image.shape[1] > 300 and image.std() > 10  # a drawn figure, not a blank canvas
+
+
+def test_port_timing_on_the_real_port():
+    row = bench.port_sps("reach", batch=2, scan=2, impl="mujoco")
+    assert row["batch"] == 2 and row["impl"] == "mujoco" and row["env_steps_per_s"] > 0 and row["first_call_s"] > 0
+    assert bench.peak_memory()["host_peak_rss_mb"] > 0
