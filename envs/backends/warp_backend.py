@@ -153,7 +153,7 @@ class WarpBackend:
         self.notes = tuple(str(w.message) for w in caught)
         for note in self.notes:
             log.info("warp model of %s: %s", tm.task, note)
-        # Overflow is reported through WarpData.overflow (and raised on the host), not printed per step.
+        # Overflow is counted in WarpData.nacon/nefc and raised on the host, not printed per step.
         self.mx = mx.tree_replace({"opt._impl.warn_overflow": 0})
         self.mocap_low = jnp.asarray(mocap_low, jnp.float32)
         self.mocap_high = jnp.asarray(mocap_high, jnp.float32)
