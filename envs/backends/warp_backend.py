@@ -123,7 +123,9 @@ def edit_model(model: mujoco.MjModel) -> tuple[mujoco.MjModel, tuple[str, ...]]:
     model = copy.copy(model)
     edits = []
     try:
-        mjx.put_model(model, impl="warp")
+        with warnings.catch_warnings():  # a probe: WarpBackend records the model's warnings once, as notes
+            warnings.simplefilter("ignore")
+            mjx.put_model(model, impl="warp")
     except NotImplementedError as e:
         if "margin" not in str(e):
             raise
