@@ -114,6 +114,7 @@ def test_parse_args_preset_then_flag_overrides():
         (["--impl", "cuda"], "choose one of: mujoco, warp, jax, auto"),
         (["--impl", "jax"], "--impl 'jax': impl='jax' (MJX JAX) has no edited task models yet"),
         (["--devices", "-1"], "--devices -1"),
+        (["--distributed", "always"], "--distributed 'always' is not a mode; valid: auto, on, off"),
     ],
 )
 def test_main_bad_input_exits_2_with_one_line(argv, mentions, capsys):

@@ -40,6 +40,7 @@ HOST_FIELDS = frozenset(
         "train.out",
         "train.total_env_steps",
         "train.devices",
+        "train.distributed",
         "train.overwrite",
         "train.checkpoint_every",
         "train.keep_checkpoints",
@@ -185,9 +186,18 @@ def check_layout(saved: Mapping, expected: Mapping, where: str) -> None:
 
 
 def abstract_state(tree) -> Any:
-    """Shapes, dtypes and a single-device sharding of every leaf: the restore target."""
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+    """Shapes, dtypes and shardings of every leaf: the restore target. A leaf without a sharding (or
+    with a single-device one) goes to this process's first device; a mesh sharding is kept, so a
+    checkpoint restores straight onto the current mesh whatever mesh wrote it."""
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def target(x):
+        sharding = getattr(x, "sharding", None)
+        if not isinstance(sharding, jax.sharding.NamedSharding):
+            sharding = local
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+    return jax.tree_util.tree_map(target, tree)
 
 
 def _leaf_name(path) -> str:
@@ -357,9 +367,13 @@ class Checkpointer:
         reason = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
         dest = None
         if not self._read_only:
+            from toppo_jax import distributed
+
             dest = self.directory.parent / UNREADABLE / f"{step}-{datetime.datetime.now():%Y%m%dT%H%M%S}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(where), str(dest))
+            if jax.process_index() == 0:  # every process finds the same checkpoint unreadable; one moves it
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(where), str(dest))
+            distributed.barrier("toppo-set-aside-checkpoint")
             self.manager.reload()
         moved = f"moved to {dest}" if dest else "left in place (read-only)"
         (warn or logging.getLogger(__name__).warning)(

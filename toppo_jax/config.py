@@ -20,6 +20,7 @@ from toppo_jax.networks import ACTIVATIONS
 
 IMPLS = ("mujoco", "warp", "jax", "auto")
 CRITIC_HEADS = ("scalar", "per_task")
+DISTRIBUTED_MODES = ("auto", "on", "off")  # see toppo_jax/distributed.py
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,7 @@ class TrainConfig:
     overwrite: bool = False  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
     nan_rollbacks: int = 0  # on non-finite losses/params: restore the last checkpoint with a halved learning rate, at most N times (0: stop)
     devices: int = 1  # data parallel over this host's first N devices (0: all): envs split, params replicated; with --num-seeds/--sweep the members are split instead
+    distributed: str = "auto"  # multi-host: auto joins the other processes when a launcher started several (JAX_COORDINATOR_ADDRESS+JAX_NUM_PROCESSES+JAX_PROCESS_ID, srun, mpirun, TPU pod); on: always; off: never
     wandb: bool = True  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
     wandb_project: str = "toppo-jax"  # the wandb project (online: where the run appears)
     videos: bool = True  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
@@ -194,6 +196,24 @@ def sweep_points(spec: str) -> list[dict[str, float]]:
     return points
 
 
+def check_device_split(config: "Config", devices: int, label: str) -> None:
+    """`devices` (the mesh size, described by `label`) must divide the members, or with one member
+    every task's envs; ConfigError otherwise."""
+    train, env = config.train, config.env
+    members = max(1, len(sweep_points(train.sweep))) * train.num_seeds
+    if devices <= 1:
+        return
+    if members > 1 and members % devices:
+        raise ConfigError(
+            f"{label} does not divide the {members} members (--num-seeds x --sweep points); choose a divisor of {members}"
+        )
+    if members == 1 and env.envs_per_task % devices:
+        raise ConfigError(
+            f"{label} does not divide --envs-per-task {env.envs_per_task}; each device steps an "
+            f"equal share of every task's envs: choose a divisor of {env.envs_per_task}"
+        )
+
+
 def validate(config: Config, num_tasks: int | None = None) -> Config:
     """Check every value a person can set; raise ConfigError (one line) on the first bad one.
 
@@ -245,18 +265,9 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
             validate(replace(with_hparams(config, point), train={"sweep": ""}), num_tasks)
         except ConfigError as err:
             raise ConfigError(f"--sweep point {point}: {err}") from None
-    members = max(1, len(sweep_points(train.sweep))) * train.num_seeds
-    if train.devices > 1:
-        if members > 1 and members % train.devices:
-            raise ConfigError(
-                f"--devices {train.devices} does not divide the {members} members (--num-seeds x --sweep points); "
-                f"choose a divisor of {members}"
-            )
-        if members == 1 and env.envs_per_task % train.devices:
-            raise ConfigError(
-                f"--devices {train.devices} does not divide --envs-per-task {env.envs_per_task}; each device steps an "
-                f"equal share of every task's envs: choose a divisor of {env.envs_per_task}"
-            )
+    if train.distributed not in DISTRIBUTED_MODES:
+        raise ConfigError(f"--distributed {train.distributed!r} is not a mode; valid: {', '.join(DISTRIBUTED_MODES)}")
+    check_device_split(config, train.devices, f"--devices {train.devices}")
     per_task = ppo.rollout_length * env.envs_per_task
     if ppo.num_minibatches > per_task:
         tasks = f"{num_tasks} tasks" if num_tasks is not None else "number of tasks"

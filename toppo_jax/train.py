@@ -44,7 +44,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from toppo_jax import combiners, config as cfg, evaluate as ev, networks as nets, popart, ppo
+from toppo_jax import combiners, config as cfg, distributed, evaluate as ev, networks as nets, popart, ppo
 
 # ------------------------------------------------------------------------------- train state
 
@@ -105,8 +105,15 @@ def build_networks(config: cfg.Config, observation_size: int, action_size: int, 
     )
 
 
-def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
-    """Build the trainer for `env` (the `envs.make_multitask` API); `eval_env` (eval_mode) enables evaluate."""
+def make_train(config: cfg.Config, env, eval_env=None, replicate: Callable | None = None) -> Trainer:
+    """Build the trainer for `env` (the `envs.make_multitask` API); `eval_env` (eval_mode) enables evaluate.
+
+    `replicate` (data parallel: a sharding constraint to the replicated layout) is applied to the
+    per-task gradients once they are computed, so each device computes the gradients of the samples
+    it holds, one gather makes them whole, and the combiners run locally instead of exchanging
+    every intermediate of their small task-by-task algebra across devices.
+    """
+    replicate = replicate or (lambda tree: tree)
     ppo_c, top, train_c = config.ppo, config.toppo, config.train
     num_tasks, num_envs = env.num_tasks, env.num_envs
     if num_envs != num_tasks * env.envs_per_task:
@@ -187,10 +194,10 @@ def make_train(config: cfg.Config, env, eval_env=None) -> Trainer:
                 popart_state, critic_params, samples.target, hp["popart_beta"]
             )
         ent_key, actor_key, critic_key = jax.random.split(key, 3)
-        actor_grads, (surrogate, entropy, kl, clip_frac) = per_task_actor_grads(
+        actor_grads, (surrogate, entropy, kl, clip_frac) = replicate(per_task_actor_grads(
             actor_params, samples, jax.random.split(ent_key, num_tasks), hp["entropy_coef"]
-        )
-        critic_grads, value_losses = per_task_critic_grads(critic_params, popart_state, samples)
+        ))
+        critic_grads, value_losses = replicate(per_task_critic_grads(critic_params, popart_state, samples))
         comb = dict(cagrad_c=hp["cagrad_c"], fairgrad_alpha=hp["fairgrad_alpha"])
         actor_dir, actor_gram = combiners.combine(top.actor_combiner, actor_grads, actor_key, **comb)
         critic_dir, critic_gram = combiners.combine(top.critic_combiner, critic_grads, critic_key, **comb)
@@ -443,7 +450,8 @@ def parse_args(argv: Sequence[str] | None = None) -> cfg.Config:
 
 
 def device_mesh(config: cfg.Config, num_tasks: int):
-    """The 1-D mesh ('data') over this host's first --devices devices; None for one device."""
+    """The 1-D mesh ('data') over the first --devices devices of every process (one process: of this
+    host); None for one device in one process. Process p holds the p-th block of the mesh."""
     from jax.sharding import Mesh
 
     available = jax.local_devices()
@@ -452,10 +460,16 @@ def device_mesh(config: cfg.Config, num_tasks: int):
         raise cfg.ConfigError(
             f"--devices {n}: this host has {len(available)} {jax.default_backend()} device(s); choose 1..{len(available)} (0: all)"
         )
-    if n == 1:
+    processes = jax.process_count()
+    if n == 1 and processes == 1:
         return None
-    cfg.validate(cfg.replace(config, train={"devices": n}), num_tasks)  # divisibility by the resolved count
-    return Mesh(np.asarray(available[:n]), ("data",))
+    label = f"--devices {n}" if processes == 1 else f"--devices {n} x {processes} processes = {n * processes} devices"
+    cfg.check_device_split(config, n * processes, label)  # divisibility by the resolved count
+    by_process = {}
+    for device in jax.devices():
+        by_process.setdefault(device.process_index, []).append(device)
+    devices = [d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:n]]
+    return Mesh(np.asarray(devices), ("data",))
 
 
 def state_shardings(abstract, mesh, num_members: int):
@@ -514,7 +528,8 @@ def run(
     from toppo_jax import checkpoint as ckpt
 
     train_c = config.train
-    console = Console(stderr=True)
+    primary = jax.process_index() == 0  # in a multi-process run, process 0 alone writes the run's files
+    console = Console(stderr=True, quiet=not primary)
     warned: set[str] = set()
 
     def warn_once(kind: str, message: str) -> None:
@@ -524,6 +539,8 @@ def run(
 
     cache_dir = setup_compilation_cache()
     out = Path(train_c.out)
+    if not primary:
+        return _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -572,7 +589,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     from toppo_jax import video
 
     env_c, train_c = config.env, config.train
-    may_resume = ckpt.prepare_run_dir(out, config, tasks)
+    primary = jax.process_index() == 0
+    # --overwrite: process 0 clears the directory while the others wait; else every process reads it.
+    may_resume = ckpt.prepare_run_dir(out, config, tasks) if primary or not train_c.overwrite else False
+    distributed.barrier("toppo-prepare-run-dir")
     # Members: every sweep point (one if no --sweep) x every seed, vmapped through one compile.
     points = cfg.sweep_points(train_c.sweep)
     members = [(point, train_c.seed + j) for point in (points or [{}]) for j in range(train_c.num_seeds)]
@@ -591,7 +611,11 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     }
     if num_members == 1:
         keys, member_hparams = keys[0], {k: v[0] for k, v in member_hparams.items()}
-    trainer = make_train(config, env, eval_env)
+    replicate = None
+    if mesh is not None and num_members == 1:
+        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        replicate = lambda tree: jax.lax.with_sharding_constraint(tree, whole)  # noqa: E731
+    trainer = make_train(config, env, eval_env, replicate=replicate)
 
     def programs(trainer: Trainer):
         # One member runs unbatched so envs whose step is a host callback need no vmap rule.
@@ -610,8 +634,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     abstract = jax.eval_shape(init_fn, keys)
     shardings = state_shardings(abstract, mesh, num_members)
     if shardings is not None:
+        # Checkpoints restore straight into these shardings, whatever mesh wrote them.
         abstract = jax.tree_util.tree_map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, shardings)
-    place = (lambda tree: tree) if shardings is None else (lambda tree: jax.device_put(tree, shardings))  # noqa: E731
+    # Metrics, evaluation results and videos' parameters are read by the host: replicated on every process.
+    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     checkpointer = ckpt.Checkpointer(out / ckpt.CHECKPOINTS, keep=train_c.keep_checkpoints)
     warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # noqa: E731
     logger = None
@@ -619,7 +645,6 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     try:
         stopper.__enter__()
         # Restore before anything is written, so a mismatching checkpoint leaves the directory as it was.
-        # A checkpoint restores onto one device whatever --devices wrote it; `place` spreads it.
         restored = checkpointer.restore(abstract, layout, warn=warn) if may_resume else None
         steps_per_chunk = trainer.env_steps_per_chunk
         steps_per_iteration = steps_per_chunk // train_c.iterations_per_chunk
@@ -627,11 +652,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
         lr_scale = 1.0
         if restored is not None:
             state, meta = restored
-            state = place(state)
             start = int(meta["chunk"]) + 1
             lr_scale = float(meta.get("lr_scale", 1.0))
             run_id = meta.get("wandb_run_id") or logs.new_run_id()
-            prior = logs.truncate_metrics(out / logs.METRICS_FILE, int(meta["env_steps"]))
+            prior = logs.truncate_metrics(out / logs.METRICS_FILE, int(meta["env_steps"])) if primary else []
             note = f"resuming {out} from its checkpoint at {int(meta['env_steps']):,} env steps (chunk {start})"
             if lr_scale != 1.0:
                 note += f", learning rate x {lr_scale:g} after NaN rollbacks"
@@ -641,7 +665,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 console.print(note, soft_wrap=True)
                 return prior
         else:
-            if logs.read_metrics(out / logs.METRICS_FILE):
+            if primary and logs.read_metrics(out / logs.METRICS_FILE):
                 console.print(f"{out} has metrics but no checkpoint: starting afresh (metrics.jsonl is rewritten)", soft_wrap=True)
             state = jax.jit(init_fn, compiler_options=compiler_options, out_shardings=shardings)(keys)
             # A wandb sweep agent names the run (WANDB_RUN_ID): adopt it so the sweep sees this run.
@@ -661,12 +685,14 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
             "data_parallel_devices": 1 if mesh is None else mesh.size,
+            "processes": jax.process_count(),
             "versions": versions,
             **device,
             "wandb_run_id": run_id,
             "compilation_cache": cache_dir,
         }
-        (out / "config.json").write_text(json.dumps(info, indent=2))
+        if primary:
+            (out / "config.json").write_text(json.dumps(info, indent=2))
 
         def compile_programs(trainer: Trainer):
             _, chunk_fn, eval_fn = programs(trainer)
@@ -675,17 +701,17 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
                 t0 = time.perf_counter()
                 # Compiled for the abstract state, so a fresh and a resumed run run the same program.
-                outs = None if shardings is None else (shardings, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+                outs = None if shardings is None else (shardings, replicated)
                 chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options,
                                 out_shardings=outs).lower(abstract).compile()
-                evaluate = jax.jit(eval_fn, compiler_options=compiler_options).lower(abstract).compile()
+                evaluate = jax.jit(eval_fn, compiler_options=compiler_options, out_shardings=replicated).lower(abstract).compile()
             return chunk, evaluate, time.perf_counter() - t0
 
         chunk, evaluate, compile_s = compile_programs(trainer)
         console.print(f"physics: {info['physics']} (--impl {env_c.impl}) on {device['backend']}; compiled in {compile_s:.0f}s",
                       highlight=False, soft_wrap=True)
         wandb_run = logs.Wandb(
-            train_c.wandb,
+            train_c.wandb and primary,
             project=train_c.wandb_project,
             run_id=run_id,
             run_dir=out,
@@ -694,7 +720,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             warn=lambda message: warn_once("wandb", message),
         )
         wandb_run.summary({"perf/compile_s": compile_s})
-        logger = logs.RunLogger(out, resume=restored is not None, wandb_run=wandb_run)
+        logger = logs.RunLogger(out, resume=restored is not None, wandb_run=wandb_run) if primary else None
 
         film_requested = video.resolve_video_tasks(train_c.video_tasks, trainer.task_names)
         videos_on = train_c.videos
@@ -707,7 +733,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             """Videos of seed 0's policy (DIR/videos, wandb); False when no more should be tried."""
             evals = [line for line in lines if "eval/success_mean" in line and line["seed"] == seeds[0]]
             tasks_to_film = video.pick_tasks(trainer.task_names, evals[-1] if evals else None, film_requested)
-            params, stats = per_seed((state.actor_params, state.obs_stats), 0)
+            gather = (lambda tree: tree) if replicated is None else jax.jit(lambda tree: tree, out_shardings=replicated)
+            params, stats = per_seed(gather((state.actor_params, state.obs_stats)), 0)
+            if not primary:
+                return distributed.from_primary(True)
             try:
                 paths = video.record(
                     trainer.task_names, tasks_to_film, seed=train_c.seed, impl=env_c.impl,
@@ -716,13 +745,13 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 )  # fmt: skip
             except video.VideoUnavailable as err:
                 console.print(f"videos: skipped, {err}", soft_wrap=True)
-                return False
+                return distributed.from_primary(False)
             except Exception as err:  # noqa: BLE001 - a video must never stop training
                 warn_once("video", f"video not made ({type(err).__name__}: {err}); no more videos this run")
-                return False
+                return distributed.from_primary(False)
             for task, path in zip(tasks_to_film, paths):
                 wandb_run.video(f"video/{task}", path, step=env_steps, caption=f"{task} at {env_steps:,} env steps")
-            return True
+            return distributed.from_primary(True)
 
         def save(state, c, env_steps, success_mean):
             meta = {
@@ -768,7 +797,6 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         rollbacks_left -= 1
                         lr_scale *= 0.5
                         state, meta = checkpointer.restore(abstract, layout, warn=warn)
-                        state = place(state)
                         # The learning rate is a traced hyperparameter of the state: halve it there.
                         hp = dict(state.hparams)
                         hp["learning_rate"] = hp["learning_rate"] * 0.5
@@ -778,7 +806,8 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                             f"learning rate x {lr_scale:g} ({rollbacks_left} rollback(s) left)"
                         )
                         c = int(meta["chunk"]) + 1
-                        logger.rewind(int(meta["env_steps"]))
+                        if logger is not None:
+                            logger.rewind(int(meta["env_steps"]))
                         lines = [line for line in lines if line["env_steps"] <= int(meta["env_steps"])]
                         progress.update(bar, completed=c * steps_per_chunk)
                         continue
@@ -805,21 +834,22 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         status.append(f"eval {_fmt(line['eval/success_mean'])}")
                     chunk_lines.append(line)
                 first_of_session = False
-                logger.log(chunk_lines)
+                if logger is not None:
+                    logger.log(chunk_lines)
                 lines.extend(chunk_lines)
-                if evaluate_now:
+                if evaluate_now and primary:
                     try:
                         plots.plot_run(out)
                     except Exception as err:  # noqa: BLE001 - a plot must never stop training
                         warn_once("plots", f"plots not drawn ({type(err).__name__}: {err})")
                 # The checkpoint follows the metrics of its chunk, so a resume truncates, never loses, lines.
-                stopping = stopper.signal_name is not None
+                stopping = distributed.any_process(stopper.signal_name is not None)  # every process stops at the same chunk
                 if evaluate_now or last or stopping or _crossed(train_c.checkpoint_every, env_steps, steps_per_chunk):
                     save(state, c, env_steps, None if eval_success is None else float(np.mean(eval_success)))
                 if stopping:
                     progress.stop()
                     console.print(
-                        f"received {stopper.signal_name}: stopped after {env_steps:,} env steps with a checkpoint in "
+                        f"received {stopper.signal_name or 'a stop signal (on another process)'}: stopped after {env_steps:,} env steps with a checkpoint in "
                         f"{checkpointer.directory}; rerun the same command to resume",
                         soft_wrap=True,
                     )
@@ -870,6 +900,7 @@ def main(
         from toppo_jax.video import resolve_video_tasks
 
         resolve_video_tasks(config.train.video_tasks, tasks)
+        join_cluster(config.train.distributed)
         if make_env is None:
             check_impl(config.env.impl)
         # A run directory of another config, or a checkpoint of another layout, is bad input too.
@@ -881,6 +912,15 @@ def main(
         print(f"error: {err}", file=sys.stderr)
         return 3
     return 0
+
+
+def join_cluster(mode: str) -> distributed.Cluster:
+    """Join the run's other processes (multi-host; toppo_jax/distributed.py) before any JAX backend starts;
+    a launch that cannot be joined is bad input."""
+    try:
+        return distributed.initialize(mode)
+    except distributed.DistributedError as err:
+        raise cfg.ConfigError(f"--distributed {mode}: {err}") from None
 
 
 def check_impl(impl: str) -> None:
