@@ -152,3 +152,47 @@ def test_bad_launch_variables_are_named(environ, message):
 def test_a_single_process_never_joins():
     assert distributed.initialize("off", {"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2"}) == distributed.Cluster()
     assert distributed.initialize("auto", {}).process_count == 1
+
+
+def test_validating_a_run_starts_no_jax_backend():
+    """jax.distributed.initialize must come before any backend starts: importing the port and the trainer,
+    resolving tasks and validating the config must not start one (a module-level jnp array would)."""
+    code = (
+        "import jax._src.xla_bridge as xb\n"
+        "import envs, toppo_jax.train as t, toppo_jax.evaluate, experiments.presets\n"
+        "config = t.parse_args(['--tasks', 'mt50'])\n"
+        "from toppo_jax import config as cfg\n"
+        "cfg.validate(config, len(t.resolve_tasks('mt50')))\n"
+        "print('started' if xb._backends else 'none')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert done.stdout.strip() == "none", done.stderr[-2000:]
+
+
+def test_real_port_in_two_processes_matches_one(tmp_path):
+    """The MuJoCo port across two processes: each steps its envs through its own host callback."""
+    args = lambda out: [  # noqa: E731
+        "-m", "toppo_jax.train", "--tasks", "reach,push", "--seed", "0", "--total-env-steps", "160", "--out", str(out),
+        "--devices", "0", "--envs-per-task", "4", "--rollout-length", "10", "--num-epochs", "1", "--num-minibatches", "2",
+        "--actor-hidden", "32", "32", "--critic-hidden", "32", "32", "--eval-episodes", "4", "--eval-every", "0",
+        "--no-wandb", "--no-videos",
+    ]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    single = subprocess.run([sys.executable, *args(tmp_path / "single")], env=_env(2), capture_output=True, text=True,
+                            timeout=TIMEOUT, cwd=root)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = _free_port()
+    procs = [
+        subprocess.Popen([sys.executable, *args(tmp_path / "dual")], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_env(1, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        for i, p in enumerate(procs):
+            _, err = p.communicate(timeout=TIMEOUT)
+            assert p.returncode == 0, f"process {i}: {err[-3000:]}"
+    finally:
+        for p in procs:
+            p.kill()
+    assert_close_metrics(read_lines(tmp_path / "single"), read_lines(tmp_path / "dual"))

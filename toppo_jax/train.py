@@ -105,15 +105,19 @@ def build_networks(config: cfg.Config, observation_size: int, action_size: int, 
     )
 
 
-def make_train(config: cfg.Config, env, eval_env=None, replicate: Callable | None = None) -> Trainer:
+def make_train(config: cfg.Config, env, eval_env=None, mesh=None) -> Trainer:
     """Build the trainer for `env` (the `envs.make_multitask` API); `eval_env` (eval_mode) enables evaluate.
 
-    `replicate` (data parallel: a sharding constraint to the replicated layout) is applied to the
-    per-task gradients once they are computed, so each device computes the gradients of the samples
-    it holds, one gather makes them whole, and the combiners run locally instead of exchanging
-    every intermediate of their small task-by-task algebra across devices.
+    `mesh` (data parallel, one member): the per-task gradients are constrained to the replicated
+    layout once computed, so each device computes the gradients of the samples it holds, one gather
+    makes them whole, and the combiners run locally instead of exchanging every intermediate of
+    their small task-by-task algebra across devices.
     """
-    replicate = replicate or (lambda tree: tree)
+    if mesh is None:
+        replicate = lambda tree: tree  # noqa: E731
+    else:
+        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        replicate = lambda tree: jax.lax.with_sharding_constraint(tree, whole)  # noqa: E731
     ppo_c, top, train_c = config.ppo, config.toppo, config.train
     num_tasks, num_envs = env.num_tasks, env.num_envs
     if num_envs != num_tasks * env.envs_per_task:
@@ -611,11 +615,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     }
     if num_members == 1:
         keys, member_hparams = keys[0], {k: v[0] for k, v in member_hparams.items()}
-    replicate = None
-    if mesh is not None and num_members == 1:
-        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        replicate = lambda tree: jax.lax.with_sharding_constraint(tree, whole)  # noqa: E731
-    trainer = make_train(config, env, eval_env, replicate=replicate)
+    trainer = make_train(config, env, eval_env, mesh=env_mesh.get("mesh"))
 
     def programs(trainer: Trainer):
         # One member runs unbatched so envs whose step is a host callback need no vmap rule.

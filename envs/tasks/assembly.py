@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
 
 WRENCH_HANDLE_LENGTH = 0.02
-IDEAL_QUAT = jnp.array([0.707, 0.0, 0.0, 0.707])
+IDEAL_QUAT = np.array([0.707, 0.0, 0.0, 0.707], np.float32)  # numpy: importing a task starts no JAX backend
 
 
 def reward_quat(obs):
