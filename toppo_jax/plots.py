@@ -88,6 +88,14 @@ def _finish(ax, title: str, ylabel: str, xlabel: str = "env steps (per seed)"):
     ax.grid(True, alpha=0.3)
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write (100 dpi) and close a figure; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def _worst_k_keys(lines) -> list[str]:
     keys = [k for k in _keys(lines, "eval/success_worst_")]
     return sorted(keys, key=lambda k: int(k.rsplit("_", 1)[1]))
@@ -108,10 +116,7 @@ def plot_success(lines, path: Path, title: str) -> Path:
     ax.set_ylim(-0.02, 1.02)
     _finish(ax, f"Success vs env steps — {title}", "success rate")
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_task_heatmap(lines, path: Path, title: str) -> Path | None:
@@ -136,10 +141,7 @@ def plot_task_heatmap(lines, path: Path, title: str) -> Path | None:
     ax.set_xlabel("env steps (per seed) at evaluation")
     ax.set_title(f"Per-task evaluation success — {title}")
     fig.colorbar(image, ax=ax, label="success rate")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_diagnostics(lines, path: Path, title: str) -> Path | None:
@@ -147,23 +149,17 @@ def plot_diagnostics(lines, path: Path, title: str) -> Path | None:
         return None
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("train/d1", "critic"), ("train/actor_d1", "actor")):
-        s, m, sd = series(lines, key)
-        if len(s):
-            _band(ax1, s, m, sd, label)
-    _finish(ax1, "D1: scale spread of per-task gradients", "log10(max / min |g_i|²)")
-    ax1.legend(fontsize=8)
-    for key, label in (("train/d2", "critic"), ("train/actor_d2", "actor")):
-        s, m, sd = series(lines, key)
-        if len(s):
-            _band(ax2, s, m, sd, label)
-    _finish(ax2, "D2: co-linearity of per-task gradients", "mean off-diagonal cosine")
-    ax2.legend(fontsize=8)
+    panels = ((ax1, "d1", "D1: scale spread of per-task gradients", "log10(max / min |g_i|²)"),
+              (ax2, "d2", "D2: co-linearity of per-task gradients", "mean off-diagonal cosine"))  # fmt: skip
+    for ax, name, heading, ylabel in panels:
+        for key, label in ((f"train/{name}", "critic"), (f"train/actor_{name}", "actor")):
+            s, m, sd = series(lines, key)
+            if len(s):
+                _band(ax, s, m, sd, label)
+        _finish(ax, heading, ylabel)
+        ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_popart_sigma(lines, path: Path, title: str) -> Path | None:
@@ -179,10 +175,7 @@ def plot_popart_sigma(lines, path: Path, title: str) -> Path | None:
     ax.set_yscale("log")
     _finish(ax, f"Per-task PopArt return scale σ — {title}", "σ (log scale)")
     ax.legend(fontsize=6 if len(keys) > 10 else 8, ncol=2 if len(keys) > 10 else 1, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _title(run_dir: Path) -> str:
@@ -220,10 +213,7 @@ def plot_sweep(lines, path: Path, title: str) -> Path:
     ax.set_ylim(-0.02, 1.02)
     _finish(ax, f"In-jit sweep: eval success per point — {title}", "success rate")
     ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:
@@ -343,12 +333,9 @@ def plot_comparison(run_dirs: Sequence[str | Path], out_png: str | Path, labels:
     ax2.set_title("IQM of final success")
     ax2.legend(fontsize=8, loc="best")
     ax2.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    return _save(fig, out_png)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -617,17 +617,16 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
         keys, member_hparams = keys[0], {k: v[0] for k, v in member_hparams.items()}
     trainer = make_train(config, env, eval_env, mesh=env_mesh.get("mesh"))
 
-    def programs(trainer: Trainer):
-        # One member runs unbatched so envs whose step is a host callback need no vmap rule.
-        if num_members == 1:
-            return (lambda k: trainer.init(k, member_hparams)), trainer.train_chunk, trainer.evaluate
-        vmapped = tuple(jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
-        return (lambda k: vmapped[0](k, member_hparams)), vmapped[1], vmapped[2]
+    # One member runs unbatched so envs whose step is a host callback need no vmap rule.
+    if num_members == 1:
+        init_fn, chunk_fn, eval_fn = (lambda k: trainer.init(k, member_hparams)), trainer.train_chunk, trainer.evaluate
+    else:
+        vmapped_init, chunk_fn, eval_fn = (jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
+        init_fn = lambda k: vmapped_init(k, member_hparams)  # noqa: E731
 
     def per_seed(tree, i):
         return jax.tree_util.tree_map(lambda x: np.asarray(x) if num_members == 1 else np.asarray(x)[i], tree)
 
-    init_fn, _, _ = programs(trainer)
     fingerprint = ckpt.config_fingerprint(cfg.to_dict(config), tasks)
     config_hash = ckpt.config_hash(fingerprint)
     layout = ckpt.layout(trainer.task_names, env.envs_per_task, num_members)
@@ -641,61 +640,58 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     checkpointer = ckpt.Checkpointer(out / ckpt.CHECKPOINTS, keep=train_c.keep_checkpoints)
     warn = lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # noqa: E731
     logger = None
-    stopper = _GracefulStop()
-    try:
-        stopper.__enter__()
-        # Restore before anything is written, so a mismatching checkpoint leaves the directory as it was.
-        restored = checkpointer.restore(abstract, layout, warn=warn) if may_resume else None
-        steps_per_chunk = trainer.env_steps_per_chunk
-        steps_per_iteration = steps_per_chunk // train_c.iterations_per_chunk
-        num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
-        lr_scale = 1.0
-        if restored is not None:
-            state, meta = restored
-            start = int(meta["chunk"]) + 1
-            lr_scale = float(meta.get("lr_scale", 1.0))
-            run_id = meta.get("wandb_run_id") or logs.new_run_id()
-            prior = logs.truncate_metrics(out / logs.METRICS_FILE, int(meta["env_steps"])) if primary else []
-            note = f"resuming {out} from its checkpoint at {int(meta['env_steps']):,} env steps (chunk {start})"
-            if lr_scale != 1.0:
-                note += f", learning rate x {lr_scale:g} after NaN rollbacks"
-            console.print(note, soft_wrap=True)
-            if start >= num_chunks:
-                note = f"{out} is complete at {start * steps_per_chunk:,} env steps; raise --total-env-steps to train further"
+    with _GracefulStop() as stopper:
+        try:
+            # Restore before anything is written, so a mismatching checkpoint leaves the directory as it was.
+            restored = checkpointer.restore(abstract, layout, warn=warn) if may_resume else None
+            steps_per_chunk = trainer.env_steps_per_chunk
+            steps_per_iteration = steps_per_chunk // train_c.iterations_per_chunk
+            num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
+            lr_scale = 1.0
+            if restored is not None:
+                state, meta = restored
+                start = int(meta["chunk"]) + 1
+                lr_scale = float(meta.get("lr_scale", 1.0))
+                run_id = meta.get("wandb_run_id") or logs.new_run_id()
+                prior = logs.truncate_metrics(out / logs.METRICS_FILE, int(meta["env_steps"])) if primary else []
+                note = f"resuming {out} from its checkpoint at {int(meta['env_steps']):,} env steps (chunk {start})"
+                if lr_scale != 1.0:
+                    note += f", learning rate x {lr_scale:g} after NaN rollbacks"
                 console.print(note, soft_wrap=True)
-                return prior
-        else:
-            if primary and logs.read_metrics(out / logs.METRICS_FILE):
-                console.print(f"{out} has metrics but no checkpoint: starting afresh (metrics.jsonl is rewritten)", soft_wrap=True)
-            state = jax.jit(init_fn, compiler_options=compiler_options, out_shardings=shardings)(keys)
-            # A wandb sweep agent names the run (WANDB_RUN_ID): adopt it so the sweep sees this run.
-            start, run_id, prior = 0, os.environ.get("WANDB_RUN_ID") or logs.new_run_id(), []
+                if start >= num_chunks:
+                    note = f"{out} is complete at {start * steps_per_chunk:,} env steps; raise --total-env-steps to train further"
+                    console.print(note, soft_wrap=True)
+                    return prior
+            else:
+                if primary and logs.read_metrics(out / logs.METRICS_FILE):
+                    console.print(f"{out} has metrics but no checkpoint: starting afresh (metrics.jsonl is rewritten)", soft_wrap=True)
+                state = jax.jit(init_fn, compiler_options=compiler_options, out_shardings=shardings)(keys)
+                # A wandb sweep agent names the run (WANDB_RUN_ID): adopt it so the sweep sees this run.
+                start, run_id, prior = 0, os.environ.get("WANDB_RUN_ID") or logs.new_run_id(), []
 
-        actor_params, critic_params = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))
-        versions, device = logs.versions(), logs.device_info()
-        info = {
-            "config": cfg.to_dict(config),
-            "tasks": list(tasks),
-            "seeds": seeds,
-            **({"sweep": points, "members": [{"seed": seed, **point} for point, seed in members]} if points else {}),
-            "config_hash": config_hash,
-            "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
-            "env_steps_per_chunk": trainer.env_steps_per_chunk,
-            "physics": getattr(env, "impl", "none"),  # the backend --impl resolved to (auto: by platform)
-            "jax": jax.__version__,
-            "devices": [str(d) for d in jax.devices()],
-            "data_parallel_devices": 1 if mesh is None else mesh.size,
-            "processes": jax.process_count(),
-            "versions": versions,
-            **device,
-            "wandb_run_id": run_id,
-            "compilation_cache": cache_dir,
-        }
-        if primary:
-            (out / "config.json").write_text(json.dumps(info, indent=2))
+            actor_params, critic_params = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))
+            versions, device = logs.versions(), logs.device_info()
+            info = {
+                "config": cfg.to_dict(config),
+                "tasks": list(tasks),
+                "seeds": seeds,
+                **({"sweep": points, "members": [{"seed": seed, **point} for point, seed in members]} if points else {}),
+                "config_hash": config_hash,
+                "num_params": {"actor": nets.count_params(actor_params), "critic": nets.count_params(critic_params)},
+                "env_steps_per_chunk": trainer.env_steps_per_chunk,
+                "physics": getattr(env, "impl", "none"),  # the backend --impl resolved to (auto: by platform)
+                "jax": jax.__version__,
+                "devices": [str(d) for d in jax.devices()],
+                "data_parallel_devices": 1 if mesh is None else mesh.size,
+                "processes": jax.process_count(),
+                "versions": versions,
+                **device,
+                "wandb_run_id": run_id,
+                "compilation_cache": cache_dir,
+            }
+            if primary:
+                (out / "config.json").write_text(json.dumps(info, indent=2))
 
-        def compile_programs(trainer: Trainer):
-            _, chunk_fn, eval_fn = programs(trainer)
             with warnings.catch_warnings():
                 # CPU backends cannot reuse donated buffers and say so on every call.
                 warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
@@ -705,164 +701,162 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options,
                                 out_shardings=outs).lower(abstract).compile()
                 evaluate = jax.jit(eval_fn, compiler_options=compiler_options, out_shardings=replicated).lower(abstract).compile()
-            return chunk, evaluate, time.perf_counter() - t0
-
-        chunk, evaluate, compile_s = compile_programs(trainer)
-        console.print(f"physics: {info['physics']} (--impl {env_c.impl}) on {device['backend']}; compiled in {compile_s:.0f}s",
-                      highlight=False, soft_wrap=True)
-        wandb_run = logs.Wandb(
-            train_c.wandb and primary,
-            project=train_c.wandb_project,
-            run_id=run_id,
-            run_dir=out,
-            name=out.name,
-            config={k: v for k, v in info.items() if k != "compilation_cache"},
-            warn=lambda message: warn_once("wandb", message),
-        )
-        wandb_run.summary({"perf/compile_s": compile_s})
-        logger = logs.RunLogger(out, resume=restored is not None, wandb_run=wandb_run) if primary else None
-
-        film_requested = video.resolve_video_tasks(train_c.video_tasks, trainer.task_names)
-        videos_on = train_c.videos
-        if videos_on and getattr(env, "envs", None) is None:
-            note = "videos: skipped, they need the MuJoCo port (this env has no MuJoCo task models)"
-            console.print(note, soft_wrap=True)
-            videos_on = False
-
-        def film(state, lines, env_steps) -> bool:
-            """Videos of seed 0's policy (DIR/videos, wandb); False when no more should be tried."""
-            evals = [line for line in lines if "eval/success_mean" in line and line["seed"] == seeds[0]]
-            tasks_to_film = video.pick_tasks(trainer.task_names, evals[-1] if evals else None, film_requested)
-            gather = (lambda tree: tree) if replicated is None else jax.jit(lambda tree: tree, out_shardings=replicated)
-            params, stats = per_seed(gather((state.actor_params, state.obs_stats)), 0)
-            if not primary:
-                return distributed.from_primary(True)
-            try:
-                paths = video.record(
-                    trainer.task_names, tasks_to_film, seed=train_c.seed, impl=env_c.impl,
-                    actor_apply=trainer.networks.actor.apply, actor_params=params, obs_stats=stats,
-                    out_dir=out / video.VIDEOS, env_steps=env_steps,
-                )  # fmt: skip
-            except video.VideoUnavailable as err:
-                console.print(f"videos: skipped, {err}", soft_wrap=True)
-                return distributed.from_primary(False)
-            except Exception as err:  # noqa: BLE001 - a video must never stop training
-                warn_once("video", f"video not made ({type(err).__name__}: {err}); no more videos this run")
-                return distributed.from_primary(False)
-            for task, path in zip(tasks_to_film, paths):
-                wandb_run.video(f"video/{task}", path, step=env_steps, caption=f"{task} at {env_steps:,} env steps")
-            return distributed.from_primary(True)
-
-        def save(state, c, env_steps, success_mean):
-            meta = {
-                "chunk": c,
-                "env_steps": env_steps,
-                "wandb_run_id": run_id,
-                "config_hash": config_hash,
-                "layout": layout,
-                "eval/success_mean": success_mean,
-                "lr_scale": lr_scale,
-            }
-            checkpointer.save(env_steps, state, meta, success_mean=success_mean)
-
-        rollbacks_left = train_c.nan_rollbacks
-        lines: list[dict] = list(prior)
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            bar = progress.add_task(
-                "toppo", total=num_chunks * steps_per_chunk, completed=start * steps_per_chunk, status=f"compile {compile_s:.1f}s"
+                compile_s = time.perf_counter() - t0
+            console.print(f"physics: {info['physics']} (--impl {env_c.impl}) on {device['backend']}; compiled in {compile_s:.0f}s",
+                          highlight=False, soft_wrap=True)
+            wandb_run = logs.Wandb(
+                train_c.wandb and primary,
+                project=train_c.wandb_project,
+                run_id=run_id,
+                run_dir=out,
+                name=out.name,
+                config={k: v for k, v in info.items() if k != "compilation_cache"},
+                warn=lambda message: warn_once("wandb", message),
             )
-            c, first_of_session = start, True
-            while c < num_chunks:
-                t_start = time.perf_counter()
-                state, metrics = chunk(state)
-                metrics = jax.device_get(metrics)
-                elapsed = time.perf_counter() - t_start
-                env_steps = (c + 1) * steps_per_chunk
-                # NaN guard: a chunk with a non-finite value is never logged or saved.
-                bad = [(seed, nonfinite_report(per_seed(metrics, i), trainer.task_names, c * steps_per_chunk, steps_per_iteration))
-                       for i, seed in enumerate(seeds)]  # fmt: skip
-                bad = [f"seed {seed}: {r}" for seed, r in bad if r]
-                if bad:
-                    last_good = checkpointer.latest_step()
-                    what = "; ".join(bad)
-                    if rollbacks_left > 0 and last_good is not None:
-                        rollbacks_left -= 1
-                        lr_scale *= 0.5
-                        state, meta = checkpointer.restore(abstract, layout, warn=warn)
-                        # The learning rate is a traced hyperparameter of the state: halve it there.
-                        hp = dict(state.hparams)
-                        hp["learning_rate"] = hp["learning_rate"] * 0.5
-                        state = state.replace(hparams=hp)
-                        warn(
-                            f"{what}; rolled back to the checkpoint at {int(meta['env_steps']):,} env steps with the "
-                            f"learning rate x {lr_scale:g} ({rollbacks_left} rollback(s) left)"
+            wandb_run.summary({"perf/compile_s": compile_s})
+            logger = logs.RunLogger(out, resume=restored is not None, wandb_run=wandb_run) if primary else None
+
+            film_requested = video.resolve_video_tasks(train_c.video_tasks, trainer.task_names)
+            videos_on = train_c.videos
+            if videos_on and getattr(env, "envs", None) is None:
+                note = "videos: skipped, they need the MuJoCo port (this env has no MuJoCo task models)"
+                console.print(note, soft_wrap=True)
+                videos_on = False
+
+            def film(state, lines, env_steps) -> bool:
+                """Videos of seed 0's policy (DIR/videos, wandb); False when no more should be tried."""
+                evals = [line for line in lines if "eval/success_mean" in line and line["seed"] == seeds[0]]
+                tasks_to_film = video.pick_tasks(trainer.task_names, evals[-1] if evals else None, film_requested)
+                gather = (lambda tree: tree) if replicated is None else jax.jit(lambda tree: tree, out_shardings=replicated)
+                params, stats = per_seed(gather((state.actor_params, state.obs_stats)), 0)
+                if not primary:
+                    return distributed.from_primary(True)
+                try:
+                    paths = video.record(
+                        trainer.task_names, tasks_to_film, seed=train_c.seed, impl=env_c.impl,
+                        actor_apply=trainer.networks.actor.apply, actor_params=params, obs_stats=stats,
+                        out_dir=out / video.VIDEOS, env_steps=env_steps,
+                    )  # fmt: skip
+                except video.VideoUnavailable as err:
+                    console.print(f"videos: skipped, {err}", soft_wrap=True)
+                    return distributed.from_primary(False)
+                except Exception as err:  # noqa: BLE001 - a video must never stop training
+                    warn_once("video", f"video not made ({type(err).__name__}: {err}); no more videos this run")
+                    return distributed.from_primary(False)
+                for task, path in zip(tasks_to_film, paths):
+                    wandb_run.video(f"video/{task}", path, step=env_steps, caption=f"{task} at {env_steps:,} env steps")
+                return distributed.from_primary(True)
+
+            def save(state, c, env_steps, success_mean):
+                meta = {
+                    "chunk": c,
+                    "env_steps": env_steps,
+                    "wandb_run_id": run_id,
+                    "config_hash": config_hash,
+                    "layout": layout,
+                    "eval/success_mean": success_mean,
+                    "lr_scale": lr_scale,
+                }
+                checkpointer.save(env_steps, state, meta, success_mean=success_mean)
+
+            rollbacks_left = train_c.nan_rollbacks
+            lines: list[dict] = list(prior)
+            columns = (
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=console) as progress:
+                bar = progress.add_task(
+                    "toppo", total=num_chunks * steps_per_chunk, completed=start * steps_per_chunk, status=f"compile {compile_s:.1f}s"
+                )
+                c, first_of_session = start, True
+                while c < num_chunks:
+                    t_start = time.perf_counter()
+                    state, metrics = chunk(state)
+                    metrics = jax.device_get(metrics)
+                    elapsed = time.perf_counter() - t_start
+                    env_steps = (c + 1) * steps_per_chunk
+                    # NaN guard: a chunk with a non-finite value is never logged or saved.
+                    bad = [(seed, nonfinite_report(per_seed(metrics, i), trainer.task_names, c * steps_per_chunk, steps_per_iteration))
+                           for i, seed in enumerate(seeds)]  # fmt: skip
+                    bad = [f"seed {seed}: {r}" for seed, r in bad if r]
+                    if bad:
+                        last_good = checkpointer.latest_step()
+                        what = "; ".join(bad)
+                        if rollbacks_left > 0 and last_good is not None:
+                            rollbacks_left -= 1
+                            lr_scale *= 0.5
+                            state, meta = checkpointer.restore(abstract, layout, warn=warn)
+                            # The learning rate is a traced hyperparameter of the state: halve it there.
+                            hp = dict(state.hparams)
+                            hp["learning_rate"] = hp["learning_rate"] * 0.5
+                            state = state.replace(hparams=hp)
+                            warn(
+                                f"{what}; rolled back to the checkpoint at {int(meta['env_steps']):,} env steps with the "
+                                f"learning rate x {lr_scale:g} ({rollbacks_left} rollback(s) left)"
+                            )
+                            c = int(meta["chunk"]) + 1
+                            if logger is not None:
+                                logger.rewind(int(meta["env_steps"]))
+                            lines = [line for line in lines if line["env_steps"] <= int(meta["env_steps"])]
+                            progress.update(bar, completed=c * steps_per_chunk)
+                            continue
+                        kept = f"the last good checkpoint ({last_good:,} env steps) is kept in {checkpointer.directory}" if last_good else "no checkpoint had been written"
+                        raise TrainingDivergedError(
+                            f"training diverged: {what}; {kept}; nothing of this chunk was saved "
+                            f"(--nan-rollbacks N retries from the last checkpoint with a halved learning rate)"
                         )
-                        c = int(meta["chunk"]) + 1
-                        if logger is not None:
-                            logger.rewind(int(meta["env_steps"]))
-                        lines = [line for line in lines if line["env_steps"] <= int(meta["env_steps"])]
-                        progress.update(bar, completed=c * steps_per_chunk)
-                        continue
-                    kept = f"the last good checkpoint ({last_good:,} env steps) is kept in {checkpointer.directory}" if last_good else "no checkpoint had been written"
-                    raise TrainingDivergedError(
-                        f"training diverged: {what}; {kept}; nothing of this chunk was saved "
-                        f"(--nan-rollbacks N retries from the last checkpoint with a halved learning rate)"
-                    )
-                last = c == num_chunks - 1
-                evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
-                eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
-                status, chunk_lines = [], []
-                for i, seed in enumerate(seeds):
-                    m = per_seed(metrics, i)
-                    line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_members / elapsed}
-                    if points:
-                        line["member"] = i
-                        line.update({f"hp/{k}": v for k, v in members[i][0].items()})
-                    if first_of_session:
-                        line["perf/compile_s"] = compile_s
-                    line.update(chunk_metrics(m, trainer.task_names))
-                    if eval_success is not None:
-                        line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
-                        status.append(f"eval {_fmt(line['eval/success_mean'])}")
-                    chunk_lines.append(line)
-                first_of_session = False
-                if logger is not None:
-                    logger.log(chunk_lines)
-                lines.extend(chunk_lines)
-                if evaluate_now and primary:
-                    try:
-                        plots.plot_run(out)
-                    except Exception as err:  # noqa: BLE001 - a plot must never stop training
-                        warn_once("plots", f"plots not drawn ({type(err).__name__}: {err})")
-                # The checkpoint follows the metrics of its chunk, so a resume truncates, never loses, lines.
-                stopping = distributed.any_process(stopper.signal_name is not None)  # every process stops at the same chunk
-                if evaluate_now or last or stopping or _crossed(train_c.checkpoint_every, env_steps, steps_per_chunk):
-                    save(state, c, env_steps, None if eval_success is None else float(np.mean(eval_success)))
-                if stopping:
-                    progress.stop()
-                    console.print(
-                        f"received {stopper.signal_name or 'a stop signal (on another process)'}: stopped after {env_steps:,} env steps with a checkpoint in "
-                        f"{checkpointer.directory}; rerun the same command to resume",
-                        soft_wrap=True,
-                    )
-                    break
-                if videos_on and (last or _crossed(train_c.video_every, env_steps, steps_per_chunk)):
-                    videos_on = film(state, lines, env_steps)
-                progress.update(bar, advance=steps_per_chunk, status=f"{chunk_lines[-1]['sps']:,.0f} sps " + " ".join(status))
-                c += 1
-    finally:
-        stopper.__exit__()
-        if logger is not None:
-            logger.close()
-        checkpointer.close()
+                    last = c == num_chunks - 1
+                    evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
+                    eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
+                    status, chunk_lines = [], []
+                    for i, seed in enumerate(seeds):
+                        m = per_seed(metrics, i)
+                        line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_members / elapsed}
+                        if points:
+                            line["member"] = i
+                            line.update({f"hp/{k}": v for k, v in members[i][0].items()})
+                        if first_of_session:
+                            line["perf/compile_s"] = compile_s
+                        line.update(chunk_metrics(m, trainer.task_names))
+                        if eval_success is not None:
+                            line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
+                            status.append(f"eval {_fmt(line['eval/success_mean'])}")
+                        chunk_lines.append(line)
+                    first_of_session = False
+                    if logger is not None:
+                        logger.log(chunk_lines)
+                    lines.extend(chunk_lines)
+                    if evaluate_now and primary:
+                        try:
+                            plots.plot_run(out)
+                        except Exception as err:  # noqa: BLE001 - a plot must never stop training
+                            warn_once("plots", f"plots not drawn ({type(err).__name__}: {err})")
+                    # The checkpoint follows the metrics of its chunk, so a resume truncates, never loses, lines.
+                    stopping = distributed.any_process(stopper.signal_name is not None)  # every process stops at the same chunk
+                    if evaluate_now or last or stopping or _crossed(train_c.checkpoint_every, env_steps, steps_per_chunk):
+                        save(state, c, env_steps, None if eval_success is None else float(np.mean(eval_success)))
+                    if stopping:
+                        progress.stop()
+                        console.print(
+                            f"received {stopper.signal_name or 'a stop signal (on another process)'}: stopped after "
+                            f"{env_steps:,} env steps with a checkpoint in "
+                            f"{checkpointer.directory}; rerun the same command to resume",
+                            soft_wrap=True,
+                        )
+                        break
+                    if videos_on and (last or _crossed(train_c.video_every, env_steps, steps_per_chunk)):
+                        videos_on = film(state, lines, env_steps)
+                    progress.update(bar, advance=steps_per_chunk, status=f"{chunk_lines[-1]['sps']:,.0f} sps " + " ".join(status))
+                    c += 1
+        finally:
+            if logger is not None:
+                logger.close()
+            checkpointer.close()
     return lines
 
 
