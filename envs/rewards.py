@@ -115,6 +115,59 @@ def gripper_caging_reward(
     return caging_and_gripping
 
 
+def target_in_place(obj, obj_init, target, radius):
+    """(in_place, d): in_place = tol(d, [0, radius], ||obj_init - target||, long_tail), d = ||obj - target||."""
+    obj_to_target = jnp.linalg.norm(obj - target)
+    in_place_margin = jnp.linalg.norm(obj_init - target)
+    in_place = tolerance(obj_to_target, bounds=(0, radius), margin=in_place_margin, sigmoid="long_tail")
+    return in_place, obj_to_target
+
+
+def two_stage_in_place(obj, obj_init, midpoint, target, scaling, radius):
+    """(p1, p2, d): p1 = tol(||(obj - mid) * s||, [0, radius], ||(obj_init - mid) * s||), (p2, d) = target_in_place()."""
+    obj_to_midpoint = jnp.linalg.norm((obj - midpoint) * scaling)
+    obj_to_midpoint_init = jnp.linalg.norm((obj_init - midpoint) * scaling)
+    in_place_part1 = tolerance(obj_to_midpoint, bounds=(0, radius), margin=obj_to_midpoint_init, sigmoid="long_tail")
+    in_place_part2, obj_to_target = target_in_place(obj, obj_init, target, radius)
+    return in_place_part1, in_place_part2, obj_to_target
+
+
+def pad_caging(
+    obj_pos, *, left_pad, right_pad, tcp, obj_init_pos, init_tcp, obj_radius: float, x_z_success_margin: float,
+    pad_success_margin: float = 0.05, grip_success_margin: float | None = None,
+):
+    """(caging, y_gripping): caging = h(h(tol_r, tol_l), tol_xz), pad y tolerances on [obj_radius, pad_success_margin].
+
+    The caging part shared by the ``_gripper_caging_reward`` overrides of pick-place and push-back (soccer, sweep,
+    sweep-into). y_gripping is h(tol_r, tol_l) on [obj_radius, grip_success_margin], None without that margin. The pad
+    margins |(|obj_y - pad_y|) - pad_success_margin| use the CURRENT pads: official init_left_pad / init_right_pad
+    are live views into data.xpos (get_body_com).
+    """
+    delta_object_y_left_pad = left_pad[1] - obj_pos[1]
+    delta_object_y_right_pad = obj_pos[1] - right_pad[1]
+    right_caging_margin = jnp.abs(jnp.abs(obj_pos[1] - right_pad[1]) - pad_success_margin)
+    left_caging_margin = jnp.abs(jnp.abs(obj_pos[1] - left_pad[1]) - pad_success_margin)
+
+    def y_caging_on(upper):
+        def tol(x, margin):
+            return tolerance(x, bounds=(obj_radius, upper), margin=margin, sigmoid="long_tail")
+
+        # h is exactly symmetric (IEEE + and * commute), so official h(left, right) and h(right, left) agree.
+        right = tol(delta_object_y_right_pad, right_caging_margin)
+        left = tol(delta_object_y_left_pad, left_caging_margin)
+        return hamacher_product(right, left)
+
+    xz = jnp.array([0, 2])
+    tcp_obj_norm_x_z = jnp.linalg.norm(tcp[xz] - obj_pos[xz])
+    tcp_obj_x_z_margin = jnp.linalg.norm(obj_init_pos[xz] - init_tcp[xz]) - x_z_success_margin
+    x_z_caging = tolerance(
+        tcp_obj_norm_x_z, bounds=(0, x_z_success_margin), margin=tcp_obj_x_z_margin, sigmoid="long_tail"
+    )
+    caging = hamacher_product(y_caging_on(pad_success_margin), x_z_caging)
+    y_gripping = None if grip_success_margin is None else y_caging_on(grip_success_margin)
+    return caging, y_gripping
+
+
 def scipy_quat_from_matrix(mat):
     """scipy ``Rotation.from_matrix(m).as_quat()`` (x, y, z, w order, Shepperd's branch choice), in JAX."""
     m = mat

@@ -1,4 +1,8 @@
-"""assembly-v3 (metaworld/envs/sawyer_assembly_peg_v3.py): grasp the round nut by its handle, drop it over the peg."""
+"""assembly-v3 (metaworld/envs/sawyer_assembly_peg_v3.py): grasp the round nut by its handle, drop it over the peg.
+
+Also holds ``RoundNutTask``, the obs and reward skeleton that assembly and disassemble share (they differ in the
+caging density, ``_reward_pos`` and success).
+"""
 
 from __future__ import annotations
 
@@ -45,25 +49,44 @@ def _reward_pos(wrench_center, target_pos):
     return in_place, success
 
 
-class Assembly(Task):
-    name = "assembly"
+class RoundNutTask(Task):
+    """The nut tasks' obs and V2 reward: (2 grab + 6 in_place) * reward_quat, 10 on success.
+
+    grab is the base caging reward at the threshed handle; a task sets its density and ``_in_place_and_success``.
+    """
+
     frames = ("site:RoundNut-8", "body:RoundNut", "site:RoundNut")
+    high_density = False
+    medium_density = False
 
     def objects(self, kin, c):
         return kin.pos("site:RoundNut-8"), kin.frames["body:RoundNut"].quat
+
+    def _in_place_and_success(self, obs, kin, c):
+        """(in_place, success)."""
+        raise NotImplementedError
 
     def evaluate(self, obs, action, kin, c):
         r_quat = reward_quat(obs)
         reward_grab = rewards.gripper_caging_reward(
             action, wrench_threshed(obs), left_pad=kin.pos("body:leftpad"), right_pad=kin.pos("body:rightpad"),
             tcp=tcp_center(kin), obj_init_pos=c["obj_init_pos"], init_tcp=c["init_tcp"], object_reach_radius=0.01,
-            obj_radius=0.015, pad_success_thresh=0.02, xz_thresh=0.01, medium_density=True,
+            obj_radius=0.015, pad_success_thresh=0.02, xz_thresh=0.01, high_density=self.high_density,
+            medium_density=self.medium_density,
         )
-        in_place, success = _reward_pos(kin.pos("site:RoundNut"), c["target_pos"])
+        in_place, success = self._in_place_and_success(obs, kin, c)
         reward = (2.0 * reward_grab + 6.0 * in_place) * r_quat
         reward = jnp.where(success, 10.0, reward)
         # Official info: near_object is reward_quat, obj_to_target is a literal 0.
         return reward, info(success, r_quat, reward_grab >= 0.5, reward_grab, in_place, 0.0, reward)
+
+
+class Assembly(RoundNutTask):
+    name = "assembly"
+    medium_density = True
+
+    def _in_place_and_success(self, obs, kin, c):
+        return _reward_pos(kin.pos("site:RoundNut"), c["target_pos"])
 
 
 TASKS = (Assembly(),)

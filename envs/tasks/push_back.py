@@ -1,7 +1,8 @@
 """push-back-v3 (metaworld/envs/sawyer_push_back_v3.py): push the puck back towards the robot to the goal.
 
 Also holds ``pad_caging_reward``, the ``_gripper_caging_reward`` override that push-back, soccer, sweep
-and sweep-into each define (the same code up to two margins).
+and sweep-into each define (the same code up to two margins); its caging part is ``rewards.pad_caging``, which
+pick-place's own override shares.
 """
 
 from __future__ import annotations
@@ -20,33 +21,11 @@ def pad_caging_reward(action, obj_pos, kin, c, *, obj_radius, grip_extra, x_z_su
 
     grip_success_margin = obj_radius + grip_extra. ``gripper_closed`` is computed officially but unused.
     """
-    pad_success_margin = 0.05
-    grip_success_margin = obj_radius + grip_extra
-    tcp = tcp_center(kin)
-    left_pad, right_pad = kin.pos("body:leftpad"), kin.pos("body:rightpad")
-    delta_object_y_left_pad = left_pad[1] - obj_pos[1]
-    delta_object_y_right_pad = obj_pos[1] - right_pad[1]
-    # self.init_left_pad / init_right_pad are live views into data.xpos (get_body_com), so they are the CURRENT pads.
-    right_caging_margin = jnp.abs(jnp.abs(obj_pos[1] - right_pad[1]) - pad_success_margin)
-    left_caging_margin = jnp.abs(jnp.abs(obj_pos[1] - left_pad[1]) - pad_success_margin)
-
-    def tol(x, hi, margin):
-        return rewards.tolerance(x, bounds=(obj_radius, hi), margin=margin, sigmoid="long_tail")
-
-    right_caging = tol(delta_object_y_right_pad, pad_success_margin, right_caging_margin)
-    left_caging = tol(delta_object_y_left_pad, pad_success_margin, left_caging_margin)
-    right_gripping = tol(delta_object_y_right_pad, grip_success_margin, right_caging_margin)
-    left_gripping = tol(delta_object_y_left_pad, grip_success_margin, left_caging_margin)
-    y_caging = rewards.hamacher_product(right_caging, left_caging)
-    y_gripping = rewards.hamacher_product(right_gripping, left_gripping)
-
-    xz = jnp.array([0, 2])
-    tcp_obj_norm_x_z = jnp.linalg.norm(tcp[xz] - obj_pos[xz])
-    tcp_obj_x_z_margin = jnp.linalg.norm(c["obj_init_pos"][xz] - c["init_tcp"][xz]) - x_z_success_margin
-    x_z_caging = rewards.tolerance(
-        tcp_obj_norm_x_z, bounds=(0, x_z_success_margin), margin=tcp_obj_x_z_margin, sigmoid="long_tail"
+    caging, y_gripping = rewards.pad_caging(
+        obj_pos, left_pad=kin.pos("body:leftpad"), right_pad=kin.pos("body:rightpad"), tcp=tcp_center(kin),
+        obj_init_pos=c["obj_init_pos"], init_tcp=c["init_tcp"], obj_radius=obj_radius,
+        x_z_success_margin=x_z_success_margin, pad_success_margin=0.05, grip_success_margin=obj_radius + grip_extra,
     )
-    caging = rewards.hamacher_product(y_caging, x_z_caging)
     gripping = jnp.where(caging > 0.95, y_gripping, 0.0)
     return (caging + gripping) / 2
 

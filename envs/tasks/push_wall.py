@@ -23,15 +23,8 @@ class PushWall(Task):
         midpoint = jnp.stack([-0.05, 0.77, obj[2]])
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         in_place_scaling = jnp.array([3.0, 1.0, 1.0])
-        obj_to_midpoint = jnp.linalg.norm((obj - midpoint) * in_place_scaling)
-        obj_to_midpoint_init = jnp.linalg.norm((c["obj_init_pos"] - midpoint) * in_place_scaling)
-        obj_to_target = jnp.linalg.norm(obj - target)
-        obj_to_target_init = jnp.linalg.norm(c["obj_init_pos"] - target)
-        in_place_part1 = rewards.tolerance(
-            obj_to_midpoint, bounds=(0, TARGET_RADIUS), margin=obj_to_midpoint_init, sigmoid="long_tail"
-        )
-        in_place_part2 = rewards.tolerance(
-            obj_to_target, bounds=(0, TARGET_RADIUS), margin=obj_to_target_init, sigmoid="long_tail"
+        in_place_part1, in_place_part2, obj_to_target = rewards.two_stage_in_place(
+            obj, c["obj_init_pos"], midpoint, target, in_place_scaling, TARGET_RADIUS
         )
         object_grasped = rewards.gripper_caging_reward(
             action, obj, left_pad=kin.pos("body:leftpad"), right_pad=kin.pos("body:rightpad"), tcp=tcp,
