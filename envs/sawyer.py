@@ -48,10 +48,10 @@ class SawyerEnv:
         fixtures = assets.fixture_bodies(self.name, self.goals)
         self.frames = SAWYER_FRAMES + tuple(f for f in self.task.frames if f not in SAWYER_FRAMES)
         self.task_model = assets.task_model(self.name, self.frames, fixtures)
-        # Cache key of the reset table: the task's module and the base constants' source.
-        from envs.tasks import base
-
-        source = inspect.getsource(inspect.getmodule(type(self.task))) + inspect.getsource(base)
+        # Cache key of the reset table: the source of every module the task's class comes from (its own,
+        # a sibling task it subclasses, and envs/tasks/base.py with the common constants).
+        modules = dict.fromkeys(inspect.getmodule(k) for k in type(self.task).__mro__ if k.__module__.startswith("envs."))
+        source = "".join(inspect.getsource(m) for m in modules)
         tag = hashlib.sha1(source.encode()).hexdigest()[:8]
         table = assets.reset_table(self.name, self.task_model, self.goals, self._constants, f"{self.benchmark}{seed}_{tag}")
         self.obs_low = jnp.asarray(table["obs_low"], jnp.float32)

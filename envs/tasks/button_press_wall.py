@@ -7,7 +7,6 @@ the reward shares ``button_terms`` with it and differs after them.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
 from envs import rewards
 from envs.tasks.base import info
@@ -16,9 +15,6 @@ from envs.tasks.button_press import ButtonPress, button_terms
 
 class ButtonPressWall(ButtonPress):
     name = "button-press-wall"
-
-    def constants(self, env):  # restated here so this module's source keys its reset table
-        return {"obj_to_target_init": np.asarray(env._obj_to_target_init, np.float64)}
 
     def evaluate(self, obs, action, kin, c):
         tcp_to_obj, obj_to_target, near_button, button_pressed = button_terms(
