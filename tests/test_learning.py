@@ -28,10 +28,16 @@ def test_mt1_reach_reaches_090_eval_success_within_400k_steps(tmp_path):
 
 @pytest.mark.slow
 def test_three_tasks_each_learn(tmp_path):
-    """reach, drawer-open and drawer-close: every task's eval success rises above 0.5."""
+    """reach, drawer-open and drawer-close: every task's eval success rises above 0.5.
+
+    Budget: 1M env steps per task. Measured on 2 CPU cores (2026-12-02): drawer-open alone (same
+    settings) first solves its 50 eval goals at 700K-900K env steps (eval 0.00 through 600K, 0.18 at
+    700K, 1.00 at 900K), so the earlier budget of 300K per task could not pass on drawer-open with
+    TOPPO or with plain MT-PPO; reach and drawer-close pass within 300K.
+    """
     out = tmp_path / "three"
-    argv = ["--tasks", "reach,drawer-open,drawer-close", "--seed", "0", "--total-env-steps", "900000", "--out", str(out),
-            *REACH_FLAGS, "--eval-every", "150000"]  # fmt: skip
+    argv = ["--tasks", "reach,drawer-open,drawer-close", "--seed", "0", "--total-env-steps", "3000000", "--out", str(out),
+            *REACH_FLAGS, "--eval-every", "250000"]  # fmt: skip
     assert train.main(argv) == 0
     evals = [json.loads(line) for line in open(out / "metrics.jsonl") if "eval/success_mean" in line]
     for task in ("reach", "drawer-open", "drawer-close"):
