@@ -170,8 +170,11 @@ def test_validating_a_run_starts_no_jax_backend():
     assert done.stdout.strip() == "none", done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_real_port_in_two_processes_matches_one(tmp_path):
-    """The MuJoCo port across two processes: each steps its envs through its own host callback."""
+    """The MuJoCo port across two processes: each steps its envs through its own host callback.
+    Slow (~2.5 min on 2 cores): `make test` covers the callback per device in one process
+    (test_multidevice) and the 2-process trainer on the fake env."""
     args = lambda out: [  # noqa: E731
         "-m", "toppo_jax.train", "--tasks", "reach,push", "--seed", "0", "--total-env-steps", "160", "--out", str(out),
         "--devices", "0", "--envs-per-task", "4", "--rollout-length", "10", "--num-epochs", "1", "--num-minibatches", "2",
