@@ -22,7 +22,6 @@ import os
 from typing import Mapping
 
 
-
 class DistributedError(ValueError):
     """The environment asks for a multi-process run that cannot be set up (bad variable, failed join)."""
 
@@ -34,10 +33,6 @@ class Cluster:
     process_index: int = 0
     process_count: int = 1
     launcher: str = "single"
-
-    @property
-    def primary(self) -> bool:
-        return self.process_index == 0
 
 
 def _int_var(environ: Mapping[str, str], name: str) -> int | None:
