@@ -75,6 +75,9 @@ def test_actor_outputs_bounded_log_std_and_tanh_mean_action():
     assert float(log_std.min()) >= nets.LOG_STD_MIN and float(log_std.max()) <= nets.LOG_STD_MAX
     assert float(log_std.min()) == nets.LOG_STD_MIN and float(log_std.max()) == nets.LOG_STD_MAX
     np.testing.assert_allclose(nets.deterministic_action(mean), np.tanh(np.asarray(mean)), rtol=1e-6)
+    narrow = nets.Actor(hidden=(8,), action_size=4, log_std_min=-2.0, log_std_max=0.0)
+    _, log_std = fast_jit(narrow.apply)(params, obs)
+    assert float(log_std.min()) == -2.0 and float(log_std.max()) == 0.0
 
 
 def test_gaussian_log_prob_and_tanh_jacobian_match_closed_forms():
@@ -110,3 +113,20 @@ def test_squashed_entropy_estimate_is_unbiased():
     reference = gaussian + np.mean(np.sum(np.log(1 - np.tanh(u) ** 2), -1))
     assert abs(float(estimates.mean()) - reference) < 0.03
     assert reference < gaussian  # squashing only removes entropy
+
+
+def test_soft_clip_is_near_identity_inside_bounded_outside_and_never_stops_the_gradient():
+    x = jnp.array([-50.0, -8.0, -1.0, 0.0, 0.5, 6.0, 50.0])
+    y = np.asarray(nets.soft_clip(x, -5.0, 2.0))
+    assert np.all(y >= -5.0) and np.all(y <= 2.0 + np.log1p(np.exp(-7.0)) + 1e-6)
+    assert y[0] == pytest.approx(-5.0, abs=1e-4) and y[-1] == pytest.approx(2.0, abs=1e-3)
+    np.testing.assert_allclose(y[2:5], [-1.0, 0.0, 0.5], atol=0.2)
+    assert np.all(np.diff(y) > 0)
+    grads = np.asarray(jax.vmap(jax.grad(lambda v: nets.soft_clip(v, -5.0, 2.0)))(x[1:-1]))
+    assert np.all(grads > 1e-3)  # a hard clip gives exactly 0 at -8 and 6
+    actor = nets.Actor(hidden=(8,), action_size=4, log_std_clip="soft")
+    obs = 100.0 * jax.random.normal(jax.random.PRNGKey(2), (64, 10))
+    params = actor.init(jax.random.PRNGKey(0), obs)
+    params["params"]["head"]["kernel"] = params["params"]["head"]["kernel"] * 1e4
+    _, log_std = actor.apply(params, obs)
+    assert float(log_std.min()) >= nets.LOG_STD_MIN - 1e-6 and float(log_std.max()) < nets.LOG_STD_MAX + 1e-3

@@ -112,12 +112,13 @@ def test_actor_loss_at_the_behaviour_policy():
     adv = jnp.arange(7.0) - 3.0
     samples = ppo.TaskSamples(obs, u, log_prob, adv, None, jnp.array(0))
     key = jax.random.PRNGKey(3)
-    loss, (surrogate, entropy, kl, clip_frac) = ppo.actor_task_loss(params, actor.apply, samples, key, 0.2, 0.01)
+    loss, (surrogate, entropy, kl, clip_frac, mean_log_std) = ppo.actor_task_loss(params, actor.apply, samples, key, 0.2, 0.01)
     # Ratio 1 everywhere: surrogate = -mean(A), no clipping, KL 0.
     assert float(surrogate) == pytest.approx(-float(adv.mean()), abs=1e-5)
     assert float(kl) == pytest.approx(0.0, abs=1e-6) and float(clip_frac) == 0.0
     assert float(loss) == pytest.approx(float(surrogate) - 0.01 * float(entropy), rel=1e-6)
     assert float(entropy) == pytest.approx(float(jnp.mean(nets.squashed_entropy(key, mean, log_std))), rel=1e-6)
+    assert float(mean_log_std) == pytest.approx(float(jnp.mean(log_std)), rel=1e-6)
 
 
 def test_welford_merges_batches_exactly_and_skips_the_one_hot():

@@ -28,7 +28,7 @@ def argv(out, *extra, total=5 * CHUNK, tasks=",".join(TASKS), envs_per_task=ENVS
         "--envs-per-task", str(envs_per_task), "--rollout-length", str(LENGTH), "--iterations-per-chunk", str(K),
         "--num-epochs", "2", "--num-minibatches", "4", "--actor-hidden", "32", "32", "--critic-hidden", "32", "32",
         "--eval-every", str(2 * CHUNK), "--checkpoint-every", str(2 * CHUNK), "--eval-episodes", "5",
-        "--worst-k", "1", "2", *extra,
+        "--worst-k", "1", "2", "--eval-stochastic", *extra,
     ]  # fmt: skip
 
 
@@ -317,13 +317,19 @@ def test_load_policy_returns_the_checkpoints_actor_and_normaliser(runs):
 
 def test_evaluate_cli_on_the_port_matches_the_training_evaluation(runs, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    code = evaluate.main(["--run", str(runs["full"]), "--episodes", "5", "--json", str(out)], make_env=fake.fake_factory(episode_length=15))
+    code = evaluate.main(["--run", str(runs["full"]), "--episodes", "5", "--stochastic", "--json", str(out)],
+                         make_env=fake.fake_factory(episode_length=15))
     assert code == 0
     result = json.loads(out.read_text())
     last = read_lines(runs["full"])[-1]
     assert result["checkpoint_step"] == 5 * CHUNK and result["episodes"] == 5
     assert {t: row["port"] for t, row in result["tasks"].items()} == {t: last[f"eval/success/{t}"] for t in TASKS}
     assert result["eval/success_mean"] == pytest.approx(last["eval/success_mean"])
+    # --eval-stochastic during training and --stochastic here: the same sampled rollouts.
+    sampled = {t: row["port_stochastic"] for t, row in result["tasks"].items()}
+    assert sampled == {t: last[f"eval_stochastic/success/{t}"] for t in TASKS}
+    assert result["stochastic"]["eval_stochastic/success_mean"] == pytest.approx(last["eval_stochastic/success_mean"])
+    assert "sampled" in capsys.readouterr().out
     capsys.readouterr()
     assert evaluate.main(["--run", str(runs["full"]), "--episodes", "0"]) == 2
     assert evaluate.main(["--run", str(tmp_path / "missing")]) == 2

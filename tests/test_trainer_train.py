@@ -134,6 +134,12 @@ def test_evaluation_protocol_on_goals_at_and_away_from_the_start():
     assert summary["eval/success_mean"] == pytest.approx(1 / 6)
     assert summary["eval/success_worst_1"] == 0.0 and summary["eval/success_worst_6"] == pytest.approx(1 / 6)
     assert "eval/success_worst_10" not in summary and summary["eval/success/fake-home"] == 1.0
+    # Acting with samples (std 1 with the zeroed head) the point wanders: some episodes leave home for
+    # good, some reach a goal; the same key gives the same result.
+    noisy = fake.fast_jit(trainer.evaluate_stochastic)
+    sampled = np.asarray(noisy(state))
+    assert sampled[-1] < 1.0 and sampled[:-1].sum() > 0.0, sampled
+    np.testing.assert_array_equal(sampled, np.asarray(noisy(state)))
 
 
 def test_worst_k_by_hand():

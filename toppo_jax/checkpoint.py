@@ -50,6 +50,7 @@ HOST_FIELDS = frozenset(
         "train.video_every",
         "train.video_tasks",
         "train.nan_rollbacks",
+        "train.eval_stochastic",
     }
 )
 # What --overwrite removes from a run directory (never anything else).

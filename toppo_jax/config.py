@@ -16,7 +16,7 @@ import difflib
 from typing import Mapping, Sequence
 
 from toppo_jax.combiners import COMBINERS
-from toppo_jax.networks import ACTIVATIONS
+from toppo_jax.networks import ACTIVATIONS, LOG_STD_CLIPS, LOG_STD_MAX, LOG_STD_MIN
 
 IMPLS = ("mujoco", "warp", "jax", "auto")
 CRITIC_HEADS = ("scalar", "per_task")
@@ -56,6 +56,9 @@ class NetworkConfig:
     activation: str = "relu"
     critic_heads: str = "scalar"  # scalar (per-task PopArt affine) | per_task (one head per task)
     ln_affine: bool = False
+    log_std_min: float = LOG_STD_MIN  # bounds of the actor's state-dependent log-std (pre-tanh Gaussian)
+    log_std_max: float = LOG_STD_MAX
+    log_std_clip: str = "hard"  # hard | soft (networks.soft_clip: the bounds never stop the gradient)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,7 @@ class TrainConfig:
     iterations_per_chunk: int = 1  # K iterations per jitted call
     eval_every: int = 2_000_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 50  # episodes per task, one per goal of its 50-goal table
+    eval_stochastic: bool = False  # also evaluate acting with policy samples (logged as eval_stochastic/...)
     worst_k: tuple[int, ...] = (1, 3, 5, 10)  # report the mean of the k worst tasks (k <= number of tasks)
     out: str = "runs/toppo"  # run directory (config.json, metrics.jsonl, checkpoints/, plots/, videos/); rerun to resume
     num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, one compile)
@@ -239,6 +243,9 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
             raise ConfigError(f"{flag} {' '.join(map(str, hidden)) or '(empty)'} is not valid; give one or more positive widths")
     _choice("--activation", net.activation, tuple(ACTIVATIONS))
     _choice("--critic-heads", net.critic_heads, CRITIC_HEADS)
+    _choice("--log-std-clip", net.log_std_clip, LOG_STD_CLIPS)
+    if not net.log_std_min < net.log_std_max:
+        raise ConfigError(f"--log-std-min {net.log_std_min} / --log-std-max {net.log_std_max} are not valid; the minimum must be below the maximum")
     _unit("--popart-beta", top.popart_beta, closed=False)
     _choice("--actor-combiner", top.actor_combiner, COMBINERS)
     _choice("--critic-combiner", top.critic_combiner, COMBINERS)

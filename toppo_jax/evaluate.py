@@ -28,12 +28,16 @@ from toppo_jax import ppo
 MAX_EVAL_STEPS = 10_000
 
 
-def make_evaluate(eval_env, networks: nets.Networks, max_steps: int = MAX_EVAL_STEPS) -> Callable:
-    """evaluate(actor_params, obs_stats, rng) -> per-task success [T] (pure, jittable, vmappable)."""
+def make_evaluate(eval_env, networks: nets.Networks, max_steps: int = MAX_EVAL_STEPS, stochastic: bool = False) -> Callable:
+    """evaluate(actor_params, obs_stats, rng) -> per-task success [T] (pure, jittable, vmappable).
+
+    `stochastic`: act with samples of the policy (as training does) instead of tanh(mean); a
+    diagnostic beside the protocol, e.g. for a policy that succeeds only with its noise."""
     num_tasks, per_task = eval_env.num_tasks, eval_env.envs_per_task
 
     def evaluate(actor_params, obs_stats: ppo.RunningStats, rng: jax.Array) -> jax.Array:
         state = eval_env.reset(rng)
+        act_rng = jax.random.fold_in(rng, 1)
         no = jnp.zeros((eval_env.num_envs,), bool)
 
         def running(carry):
@@ -42,8 +46,12 @@ def make_evaluate(eval_env, networks: nets.Networks, max_steps: int = MAX_EVAL_S
 
         def step(carry):
             state, success, ended, t = carry
-            mean, _ = networks.actor.apply(actor_params, ppo.normalize_obs(obs_stats, state.obs))
-            state = eval_env.step(state, nets.deterministic_action(mean))
+            mean, log_std = networks.actor.apply(actor_params, ppo.normalize_obs(obs_stats, state.obs))
+            if stochastic:
+                action, _, _ = nets.sample_action(jax.random.fold_in(act_rng, t), mean, log_std)
+            else:
+                action = nets.deterministic_action(mean)
+            state = eval_env.step(state, action)
             done = state.done > 0
             # Before the time-out the sticky per-episode success is current; at it, the env has reset
             # and the ended episode's success is in info["episode_success"].
@@ -62,14 +70,14 @@ def worst_k(per_task: np.ndarray, k: int) -> float:
     return float(np.mean(np.sort(np.asarray(per_task))[:k]))
 
 
-def summarize(per_task: np.ndarray, task_names: Sequence[str], ks: Sequence[int]) -> dict[str, float]:
+def summarize(per_task: np.ndarray, task_names: Sequence[str], ks: Sequence[int], prefix: str = "eval") -> dict[str, float]:
     """Stable metric names: eval/success_mean, eval/success_worst_<k> (k <= T), eval/success/<task>."""
     per_task = np.asarray(per_task, dtype=np.float64)
-    out = {"eval/success_mean": float(per_task.mean())}
+    out = {f"{prefix}/success_mean": float(per_task.mean())}
     for k in ks:
         if k <= len(task_names):
-            out[f"eval/success_worst_{k}"] = worst_k(per_task, k)
-    out.update({f"eval/success/{name}": float(s) for name, s in zip(task_names, per_task)})
+            out[f"{prefix}/success_worst_{k}"] = worst_k(per_task, k)
+    out.update({f"{prefix}/success/{name}": float(s) for name, s in zip(task_names, per_task)})
     return out
 
 
@@ -123,8 +131,9 @@ def load_policy(run_dir, best: bool = False) -> SavedPolicy:
     return SavedPolicy(config, tasks, networks, actor_params, obs_stats, num_seeds, seeds, int(step), meta)
 
 
-def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None = None, impl: str | None = None) -> np.ndarray:
-    """Per-seed, per-task success [S, T] of the jitted protocol on the port."""
+def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None = None, impl: str | None = None,
+                 stochastic: bool = False) -> np.ndarray:
+    """Per-seed, per-task success [S, T] of the jitted protocol on the port (`stochastic`: acting with samples)."""
     if make_env is None:
         from envs import make_multitask
 
@@ -133,7 +142,7 @@ def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None =
 
     eval_env = make_env(policy.tasks, episodes, seed=policy.config.train.seed, impl=impl or policy.config.env.impl,
                         staggered=False, eval_mode=True)
-    evaluate = jax.jit(make_evaluate(eval_env, policy.networks))
+    evaluate = jax.jit(make_evaluate(eval_env, policy.networks, stochastic=stochastic))
     return np.stack([np.asarray(evaluate(*policy.seed(i), jax.random.PRNGKey(0))) for i in range(policy.num_seeds)])
 
 
@@ -255,10 +264,13 @@ def reference_rollouts(task: str, task_names: Sequence[str], episodes: int, seed
 
 
 def _table(rows: dict, reference: bool) -> str:
-    head = f"{'task':28s} {'port':>7s}" + (f" {'official':>9s} {'gap':>7s}" if reference else "")
+    noisy = any("port_stochastic" in row for row in rows.values())
+    head = f"{'task':28s} {'port':>7s}" + (f" {'sampled':>8s}" if noisy else "") + (f" {'official':>9s} {'gap':>7s}" if reference else "")
     lines = [head]
     for name, row in rows.items():
         line = f"{name:28s} {row['port']:7.3f}"
+        if noisy:
+            line += f" {row['port_stochastic']:8.3f}"
         if reference:
             line += f" {row['official']:9.3f} {row['gap']:+7.3f}"
         lines.append(line)
@@ -283,6 +295,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the --reference envs (default: one per CPU core)")
     parser.add_argument("--worst-k", type=int, nargs="+", default=None, help="k's for worst-k (default: the run's)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="also evaluate the port acting with policy samples (the training policy) beside tanh(mean)")
     parser.add_argument("--json", default=None, help="write the result here")
     args = parser.parse_args(argv)
     try:
@@ -301,6 +315,7 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     t0 = time.perf_counter()
     port = port_success(policy, args.episodes, make_env, impl)  # [S, T]
     port_s = time.perf_counter() - t0
+    noisy = port_success(policy, args.episodes, make_env, impl, stochastic=True) if args.stochastic else None
     official = None
     if args.reference:
         t0 = time.perf_counter()
@@ -315,6 +330,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     rows = {}
     for t, task in enumerate(policy.tasks):
         row = {"port": float(port[:, t].mean()), "episodes": args.episodes}
+        if noisy is not None:
+            row["port_stochastic"] = float(noisy[:, t].mean())
         if official is not None:
             row.update(official=float(official[:, t].mean()), gap=float(port[:, t].mean() - official[:, t].mean()))
         rows[task] = row
@@ -331,6 +348,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
         "port_s": port_s,
         "per_seed": [{"seed": seed, "mean_port": float(port[i].mean())} for i, seed in enumerate(policy.seeds)],
     }
+    if noisy is not None:
+        result["stochastic"] = summarize(noisy.mean(axis=0), policy.tasks, ks, prefix="eval_stochastic")
     if official is not None:
         result.update(mean_official=float(official.mean()), gap=float(port.mean() - official.mean()), official_s=official_s)
         result["reference"] = summarize(official.mean(axis=0), policy.tasks, ks)
@@ -338,6 +357,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
             entry["mean_official"] = float(official[i].mean())
     print(_table(rows, official is not None))
     summary = f"mean port {result['mean_port']:.3f}"
+    if noisy is not None:
+        summary += f"  stochastic {float(noisy.mean()):.3f}"
     if official is not None:
         summary += f"  official {result['mean_official']:.3f}  gap {result['gap']:+.3f}"
     print(f"{summary}  (checkpoint {result['checkpoint']} at {policy.step:,} env steps)")

@@ -25,6 +25,14 @@ LOG_STD_MAX = 2.0
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "swish": nn.swish, "gelu": nn.gelu}
 
 
+LOG_STD_CLIPS = ("hard", "soft")
+
+
+def soft_clip(x: jax.Array, low: float, high: float) -> jax.Array:
+    """y = low + softplus(high - softplus(high - x) - low): ~x inside [low, high], bounded, gradient never 0."""
+    return low + jax.nn.softplus(high - jax.nn.softplus(high - x) - low)
+
+
 def _hidden_init():
     return nn.initializers.orthogonal(math.sqrt(2.0))
 
@@ -35,6 +43,9 @@ class Actor(nn.Module):
     hidden: Sequence[int]
     action_size: int
     activation: str = "relu"
+    log_std_min: float = LOG_STD_MIN
+    log_std_max: float = LOG_STD_MAX
+    log_std_clip: str = "hard"  # hard: clip (no gradient past a bound) | soft: soft_clip
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -45,7 +56,9 @@ class Actor(nn.Module):
         # A small final gain keeps the initial policy near mean 0, std 1 for every task.
         out = nn.Dense(2 * self.action_size, kernel_init=nn.initializers.orthogonal(0.01), name="head")(x)
         mean, raw_log_std = jnp.split(out, 2, axis=-1)
-        return mean, jnp.clip(raw_log_std, LOG_STD_MIN, LOG_STD_MAX)
+        if self.log_std_clip == "soft":
+            return mean, soft_clip(raw_log_std, self.log_std_min, self.log_std_max)
+        return mean, jnp.clip(raw_log_std, self.log_std_min, self.log_std_max)
 
 
 class Critic(nn.Module):
@@ -100,8 +113,12 @@ def make_networks(
     critic_layer_norm: bool = True,
     ln_affine: bool = False,
     per_task_heads: bool = False,
+    log_std_min: float = LOG_STD_MIN,
+    log_std_max: float = LOG_STD_MAX,
+    log_std_clip: str = "hard",
 ) -> Networks:
-    actor = Actor(hidden=tuple(actor_hidden), action_size=action_size, activation=activation)
+    actor = Actor(hidden=tuple(actor_hidden), action_size=action_size, activation=activation,
+                  log_std_min=log_std_min, log_std_max=log_std_max, log_std_clip=log_std_clip)
     critic = Critic(
         hidden=tuple(critic_hidden),
         num_heads=num_tasks if per_task_heads else 1,

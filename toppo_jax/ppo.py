@@ -178,13 +178,13 @@ class TaskSamples(NamedTuple):
 def actor_task_loss(
     params, apply_fn: Callable, samples: TaskSamples, rng: jax.Array, clip_eps: float, entropy_coef: float
 ):
-    """One task's actor loss L_clip - c_H H[pi]; returns (loss, (surrogate, entropy, approx_kl, clip_frac))."""
+    """One task's actor loss L_clip - c_H H[pi]; returns (loss, (surrogate, entropy, approx_kl, clip_frac, mean log-std))."""
     mean, log_std = apply_fn(params, samples.obs)
     log_prob = networks.gaussian_log_prob(samples.action_u, mean, log_std)
     surrogate = clipped_surrogate(log_prob, samples.old_log_prob, samples.advantage, clip_eps)
     entropy = jnp.mean(networks.squashed_entropy(rng, mean, log_std))
     clip_frac = jnp.mean(jnp.abs(jnp.exp(log_prob - samples.old_log_prob) - 1.0) > clip_eps)
-    aux = (surrogate, entropy, approx_kl(log_prob, samples.old_log_prob), clip_frac)
+    aux = (surrogate, entropy, approx_kl(log_prob, samples.old_log_prob), clip_frac, jnp.mean(log_std))
     return surrogate - entropy_coef * entropy, aux
 
 

@@ -13,11 +13,13 @@ exactly), plots (`plots`) and films (`video`). Seeds vmap through one compile (`
 metrics.jsonl has one line per seed per chunk: `seed`, `env_steps`, `sps` (env steps of all seeds per
 second of training, evaluation excluded), `perf/compile_s` (first line), `train/value_loss`
 (normalised units), `train/policy_loss`, `train/entropy`, `train/approx_kl`, `train/clip_frac`,
-`train/explained_variance`, critic diagnostics `train/d1`, `train/d2`, `train/grad_norm/<task>`, actor
+`train/explained_variance`, `train/log_std/<task>` (mean log-std of the pre-tanh policy on the
+task's samples), critic diagnostics `train/d1`, `train/d2`, `train/grad_norm/<task>`, actor
 diagnostics `train/actor_d1`, `train/actor_d2`, `train/actor_grad_norm/<task>`, the combined update
 norms, `train/popart_sigma/<task>`, `train/popart_mean/<task>`, training-episode success
 `train/success_mean`, `train/success/<task>`, and after an evaluation `eval/success_mean`,
-`eval/success_worst_<k>`, `eval/success/<task>`. `perf/compile_s` is on the first line of every
+`eval/success_worst_<k>`, `eval/success/<task>`, and with `--eval-stochastic` the same under
+`eval_stochastic/` for the policy acting with its samples instead of tanh(mean). `perf/compile_s` is on the first line of every
 session (a resumed run compiles again).
 """
 
@@ -71,6 +73,7 @@ class Trainer:
     init: Callable[..., TrainState]  # init(rng, hparams=None): hparams default to the config's
     train_chunk: Callable[[TrainState], tuple[TrainState, dict]]
     evaluate: Callable[[TrainState], jax.Array] | None  # state -> per-task success [T]
+    evaluate_stochastic: Callable[[TrainState], jax.Array] | None  # the same, acting with policy samples
     networks: nets.Networks
     task_names: tuple[str, ...]
     env_steps_per_chunk: int
@@ -102,6 +105,9 @@ def build_networks(config: cfg.Config, observation_size: int, action_size: int, 
         critic_layer_norm=config.toppo.critic_layer_norm,
         ln_affine=net_c.ln_affine,
         per_task_heads=net_c.critic_heads == "per_task",
+        log_std_min=net_c.log_std_min,
+        log_std_max=net_c.log_std_max,
+        log_std_clip=net_c.log_std_clip,
     )
 
 
@@ -198,7 +204,7 @@ def make_train(config: cfg.Config, env, eval_env=None, mesh=None) -> Trainer:
                 popart_state, critic_params, samples.target, hp["popart_beta"]
             )
         ent_key, actor_key, critic_key = jax.random.split(key, 3)
-        actor_grads, (surrogate, entropy, kl, clip_frac) = replicate(per_task_actor_grads(
+        actor_grads, (surrogate, entropy, kl, clip_frac, log_std) = replicate(per_task_actor_grads(
             actor_params, samples, jax.random.split(ent_key, num_tasks), hp["entropy_coef"]
         ))
         critic_grads, value_losses = replicate(per_task_critic_grads(critic_params, popart_state, samples))
@@ -216,6 +222,7 @@ def make_train(config: cfg.Config, env, eval_env=None, mesh=None) -> Trainer:
             "entropy": jnp.mean(entropy),
             "approx_kl": jnp.mean(kl),
             "clip_frac": jnp.mean(clip_frac),
+            "log_std": log_std,  # per task: the pre-tanh policy's mean log-std on its samples
             "value_loss": jnp.mean(value_losses),
             "d1": critic_diag["d1"],
             "d2": critic_diag["d2"],
@@ -321,18 +328,23 @@ def make_train(config: cfg.Config, env, eval_env=None, mesh=None) -> Trainer:
         metrics["env_steps"] = state.env_steps
         return state, metrics
 
-    evaluate = None
+    evaluate = evaluate_stochastic = None
     if eval_env is not None:
-        eval_fn = ev.make_evaluate(eval_env, networks)
 
-        def evaluate(state: TrainState) -> jax.Array:
-            # A fixed key: the eval env's goals are fixed by eval_mode; this only feeds its reset.
-            return eval_fn(state.actor_params, state.obs_stats, jax.random.PRNGKey(0))
+        def bind(eval_fn):
+            def run(state: TrainState) -> jax.Array:
+                # A fixed key: the eval env's goals are fixed by eval_mode; it feeds its reset (and the samples).
+                return eval_fn(state.actor_params, state.obs_stats, jax.random.PRNGKey(0))
+            return run
+
+        evaluate = bind(ev.make_evaluate(eval_env, networks))
+        evaluate_stochastic = bind(ev.make_evaluate(eval_env, networks, stochastic=True))
 
     return Trainer(
         init=init,
         train_chunk=train_chunk,
         evaluate=evaluate,
+        evaluate_stochastic=evaluate_stochastic,
         networks=networks,
         task_names=tuple(env.task_names),
         env_steps_per_chunk=k_iters * length * num_envs,
@@ -620,8 +632,10 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     # One member runs unbatched so envs whose step is a host callback need no vmap rule.
     if num_members == 1:
         init_fn, chunk_fn, eval_fn = (lambda k: trainer.init(k, member_hparams)), trainer.train_chunk, trainer.evaluate
+        noisy_eval_fn = trainer.evaluate_stochastic
     else:
-        vmapped_init, chunk_fn, eval_fn = (jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate))
+        vmapped_init, chunk_fn, eval_fn, noisy_eval_fn = (
+            jax.vmap(f) for f in (trainer.init, trainer.train_chunk, trainer.evaluate, trainer.evaluate_stochastic))
         init_fn = lambda k: vmapped_init(k, member_hparams)  # noqa: E731
 
     def per_seed(tree, i):
@@ -700,7 +714,9 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                 outs = None if shardings is None else (shardings, replicated)
                 chunk = jax.jit(chunk_fn, donate_argnums=0, compiler_options=compiler_options,
                                 out_shardings=outs).lower(abstract).compile()
-                evaluate = jax.jit(eval_fn, compiler_options=compiler_options, out_shardings=replicated).lower(abstract).compile()
+                evaluate, evaluate_noisy = (
+                    jax.jit(f, compiler_options=compiler_options, out_shardings=replicated).lower(abstract).compile()
+                    for f in (eval_fn, noisy_eval_fn if train_c.eval_stochastic else eval_fn))
                 compile_s = time.perf_counter() - t0
             console.print(f"physics: {info['physics']} (--impl {env_c.impl}) on {device['backend']}; compiled in {compile_s:.0f}s",
                           highlight=False, soft_wrap=True)
@@ -813,6 +829,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                     last = c == num_chunks - 1
                     evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
                     eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
+                    noisy_success = jax.device_get(evaluate_noisy(state)) if evaluate_now and train_c.eval_stochastic else None
                     status, chunk_lines = [], []
                     for i, seed in enumerate(seeds):
                         m = per_seed(metrics, i)
@@ -826,6 +843,9 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         if eval_success is not None:
                             line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
                             status.append(f"eval {_fmt(line['eval/success_mean'])}")
+                        if noisy_success is not None:
+                            line.update(ev.summarize(per_seed(noisy_success, i), trainer.task_names, train_c.worst_k,
+                                                     prefix="eval_stochastic"))
                         chunk_lines.append(line)
                     first_of_session = False
                     if logger is not None:
