@@ -87,7 +87,17 @@ class MultiTaskEnv:
             raise ValueError(f"action has shape {tuple(action.shape)}; expected (num_envs={self.num_envs}, {ACTION_SIZE})")
         n = self.envs_per_task
         parts = self._split(state)
-        return self._merge([self._sharded(e.step)(p, action[i * n : (i + 1) * n]) for i, (e, p) in enumerate(zip(self.envs, parts))])
+        actions = [action[i * n : (i + 1) * n] for i in range(self.num_tasks)]
+        if self.impl == "mujoco":
+            return self._merge(self._sharded(self._step_fused)(parts, actions))
+        return self._merge([self._sharded(e.step)(p, a) for e, p, a in zip(self.envs, parts, actions)])
+
+    def _step_fused(self, parts: list[State], actions: list[jax.Array]) -> list[State]:
+        """Every task group's physics in one host callback (mujoco backend), then each task's logic."""
+        from envs.backends.mujoco_backend import step_groups
+
+        physics = step_groups([e.backend for e in self.envs], [p.data for p in parts], actions)
+        return [e.finish(p, data, kin, a) for e, p, (data, kin), a in zip(self.envs, parts, physics, actions)]
 
     def _sharded(self, step):
         """``step`` as is, or per device on its share of the envs (leading axis split over 'data')."""

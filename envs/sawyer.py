@@ -160,7 +160,11 @@ class SawyerEnv:
             )
         action = action.astype(jnp.float32)
         data, kin = self.backend.step(state.data, action)
-        return jax.vmap(self._finish_one)(state, data, kin, action)
+        return self.finish(state, data, kin, action)
+
+    def finish(self, state: State, data, kin: Kinematics, action: jax.Array) -> State:
+        """Batched: the task logic after a physics step that gave ``data`` and ``kin`` (see ``step``)."""
+        return jax.vmap(self._finish_one)(state, data, kin, action.astype(jnp.float32))
 
 
 def make(task: str, **kwargs) -> SawyerEnv:

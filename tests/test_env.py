@@ -111,3 +111,19 @@ def test_multitask_mixes_tasks_with_different_constants_and_frames():
     state = env.reset(jax.random.PRNGKey(0))
     out = jax.jit(env.step)(state, jnp.zeros((6, 4)))
     assert out.obs.shape == (6, 42) and np.all(np.isfinite(np.asarray(out.reward)))
+
+
+def test_multitask_mujoco_steps_every_task_group_in_one_host_callback_exactly_like_each_task_alone():
+    env = envs.make_multitask("reach,drawer-open,peg-insert-side", envs_per_task=2)
+    actions = jax.random.uniform(jax.random.PRNGKey(3), (30, 6, 4), minval=-1.0, maxval=1.0)
+
+    def per_task(state, action):  # each task's own SawyerEnv.step: one callback per task
+        return env._merge([e.step(p, action[2 * i : 2 * i + 2]) for i, (e, p) in enumerate(zip(env.envs, env._split(state)))])
+
+    state = env.reset(jax.random.PRNGKey(0))
+    fused, alone = _rollout(env, state, actions), _rollout(type("PerTask", (), {"step": staticmethod(per_task)}), state, actions)
+    for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(alone)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # One pure_callback in the step's program, whatever the number of tasks.
+    text = jax.jit(env.step).lower(state, jnp.zeros((6, 4))).as_text()
+    assert text.count("xla_python_cpu_callback") + text.count("xla_ffi_python_cpu_callback") == 1

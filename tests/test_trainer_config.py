@@ -31,6 +31,7 @@ def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
         ({"network": {"critic_heads": "both"}}, "--critic-heads 'both'", "scalar, per_task"),
         ({"network": {"activation": "sigmoid"}}, "--activation 'sigmoid'", "relu"),
         ({"network": {"log_std_clip": "tanh"}}, "--log-std-clip 'tanh'", "hard, soft"),
+        ({"network": {"policy_std": "fixed"}}, "--policy-std 'fixed'", "state, param"),
         ({"network": {"log_std_min": 1.0, "log_std_max": 0.0}}, "--log-std-min 1.0", "below the maximum"),
         ({"ppo": {"learning_rate": 0.0}}, "--learning-rate 0.0", "> 0"),
         ({"ppo": {"num_epochs": -1}}, "--num-epochs -1", "> 0"),

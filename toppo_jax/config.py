@@ -16,7 +16,7 @@ import difflib
 from typing import Mapping, Sequence
 
 from toppo_jax.combiners import COMBINERS
-from toppo_jax.networks import ACTIVATIONS, LOG_STD_CLIPS, LOG_STD_MAX, LOG_STD_MIN
+from toppo_jax.networks import ACTIVATIONS, LOG_STD_CLIPS, LOG_STD_MAX, LOG_STD_MIN, POLICY_STDS
 
 IMPLS = ("mujoco", "warp", "jax", "auto")
 CRITIC_HEADS = ("scalar", "per_task")
@@ -59,6 +59,7 @@ class NetworkConfig:
     log_std_min: float = LOG_STD_MIN  # bounds of the actor's state-dependent log-std (pre-tanh Gaussian)
     log_std_max: float = LOG_STD_MAX
     log_std_clip: str = "hard"  # hard | soft (networks.soft_clip: the bounds never stop the gradient)
+    policy_std: str = "state"  # state: the actor head outputs the log-std (the 717K count) | param: one learned log-std per action dim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +245,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _choice("--activation", net.activation, tuple(ACTIVATIONS))
     _choice("--critic-heads", net.critic_heads, CRITIC_HEADS)
     _choice("--log-std-clip", net.log_std_clip, LOG_STD_CLIPS)
+    _choice("--policy-std", net.policy_std, POLICY_STDS)
     if not net.log_std_min < net.log_std_max:
         raise ConfigError(f"--log-std-min {net.log_std_min} / --log-std-max {net.log_std_max} are not valid; the minimum must be below the maximum")
     _unit("--popart-beta", top.popart_beta, closed=False)

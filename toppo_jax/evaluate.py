@@ -123,9 +123,10 @@ def load_policy(run_dir, best: bool = False) -> SavedPolicy:
     actor_params = jax.tree_util.tree_map(jnp.asarray, raw["actor_params"])
     obs_stats = ppo.RunningStats(**{k: jnp.asarray(v) for k, v in raw["obs_stats"].items()})
     num_seeds = int(meta["layout"]["num_seeds"])
-    # Sizes from the arrays: base obs = the normaliser's width, actions = half the actor head (mean, log-std).
+    # Sizes from the arrays: base obs = the normaliser's width; actions = the actor head's width, halved
+    # when it also outputs the log-std.
     base_obs = obs_stats.mean.shape[-1]
-    action_size = actor_params["params"]["head"]["kernel"].shape[-1] // 2
+    action_size = actor_params["params"]["head"]["kernel"].shape[-1] // (2 if config.network.policy_std == "state" else 1)
     networks = build_networks(config, base_obs + len(tasks), action_size, len(tasks))
     seeds = tuple(saved.get("seeds", [config.train.seed + i for i in range(num_seeds)]))
     return SavedPolicy(config, tasks, networks, actor_params, obs_stats, num_seeds, seeds, int(step), meta)

@@ -26,6 +26,7 @@ ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "swish": nn.swis
 
 
 LOG_STD_CLIPS = ("hard", "soft")
+POLICY_STDS = ("state", "param")
 
 
 def soft_clip(x: jax.Array, low: float, high: float) -> jax.Array:
@@ -46,6 +47,7 @@ class Actor(nn.Module):
     log_std_min: float = LOG_STD_MIN
     log_std_max: float = LOG_STD_MAX
     log_std_clip: str = "hard"  # hard: clip (no gradient past a bound) | soft: soft_clip
+    std: str = "state"  # state: the head outputs log-std too | param: one learned log-std per action dim
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -54,8 +56,12 @@ class Actor(nn.Module):
         for width in self.hidden:
             x = act(nn.Dense(width, kernel_init=_hidden_init())(x))
         # A small final gain keeps the initial policy near mean 0, std 1 for every task.
-        out = nn.Dense(2 * self.action_size, kernel_init=nn.initializers.orthogonal(0.01), name="head")(x)
-        mean, raw_log_std = jnp.split(out, 2, axis=-1)
+        if self.std == "param":
+            mean = nn.Dense(self.action_size, kernel_init=nn.initializers.orthogonal(0.01), name="head")(x)
+            raw_log_std = jnp.broadcast_to(self.param("log_std", nn.initializers.zeros, (self.action_size,)), mean.shape)
+        else:
+            out = nn.Dense(2 * self.action_size, kernel_init=nn.initializers.orthogonal(0.01), name="head")(x)
+            mean, raw_log_std = jnp.split(out, 2, axis=-1)
         if self.log_std_clip == "soft":
             return mean, soft_clip(raw_log_std, self.log_std_min, self.log_std_max)
         return mean, jnp.clip(raw_log_std, self.log_std_min, self.log_std_max)
@@ -116,9 +122,10 @@ def make_networks(
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
     log_std_clip: str = "hard",
+    policy_std: str = "state",
 ) -> Networks:
     actor = Actor(hidden=tuple(actor_hidden), action_size=action_size, activation=activation,
-                  log_std_min=log_std_min, log_std_max=log_std_max, log_std_clip=log_std_clip)
+                  log_std_min=log_std_min, log_std_max=log_std_max, log_std_clip=log_std_clip, std=policy_std)
     critic = Critic(
         hidden=tuple(critic_hidden),
         num_heads=num_tasks if per_task_heads else 1,

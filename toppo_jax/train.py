@@ -108,6 +108,7 @@ def build_networks(config: cfg.Config, observation_size: int, action_size: int, 
         log_std_min=net_c.log_std_min,
         log_std_max=net_c.log_std_max,
         log_std_clip=net_c.log_std_clip,
+        policy_std=net_c.policy_std,
     )
 
 

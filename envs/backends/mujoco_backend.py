@@ -139,21 +139,39 @@ class MujocoBackend:
         return from_bits(np.asarray(data.state))
 
     # ---- JAX side --------------------------------------------------------------------------
-    def step(self, data: MujocoData, action: jax.Array) -> tuple[MujocoData, Kinematics]:
-        """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
+    def _result_shapes(self, data: MujocoData) -> tuple[jax.ShapeDtypeStruct, ...]:
         m = self.tm.model
         lead = data.state.shape[:-1]
-        shapes = (
+        return (
             jax.ShapeDtypeStruct(data.state.shape, jnp.uint32),
             jax.ShapeDtypeStruct((*lead, self.nsensordata), jnp.float32),
             jax.ShapeDtypeStruct((*lead, m.nq), jnp.float32),
             jax.ShapeDtypeStruct((*lead, m.nv), jnp.float32),
         )
-        state, sens, qpos, qvel = jax.pure_callback(
-            self.host_step, shapes, data.state, action.astype(jnp.float32), vmap_method="broadcast_all"
-        )
+
+    def _wrap(self, state, sens, qpos, qvel) -> tuple[MujocoData, Kinematics]:
         frames = jax.vmap(lambda s: unpack_frames(s, self.tm.frames))(sens)
         return MujocoData(state=state), Kinematics(frames=frames, qpos=qpos, qvel=qvel)
+
+    def step(self, data: MujocoData, action: jax.Array) -> tuple[MujocoData, Kinematics]:
+        """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
+        return step_groups([self], [data], [action])[0]
+
+
+def step_groups(backends, datas, actions) -> list[tuple[MujocoData, Kinematics]]:
+    """The control step of several task groups (one backend, data and action batch each) in ONE host
+    callback: XLA stops once per env step, not once per task, and the host steps the groups in turn."""
+
+    def host(*args):
+        out = []
+        for i, backend in enumerate(backends):
+            out.extend(backend.host_step(args[2 * i], args[2 * i + 1]))
+        return tuple(out)
+
+    shapes = tuple(s for b, d in zip(backends, datas) for s in b._result_shapes(d))
+    operands = [x for d, a in zip(datas, actions) for x in (d.state, a.astype(jnp.float32))]
+    flat = jax.pure_callback(host, shapes, *operands, vmap_method="broadcast_all")
+    return [b._wrap(*flat[4 * i : 4 * i + 4]) for i, b in enumerate(backends)]
 
 
 def unpack_frames(sens: jax.Array, keys: tuple[str, ...]) -> dict[str, Frame]:
