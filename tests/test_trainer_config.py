@@ -147,3 +147,19 @@ def test_cli_process_exit_code_2_without_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "--critic-combiner 'cagard'" in proc.stderr and "mean, pcgrad, cagrad, fairgrad" in proc.stderr
+
+
+def test_a_saved_config_without_a_field_whose_default_changed_keeps_its_old_value(tmp_path):
+    from toppo_jax import checkpoint
+
+    old = cfg.to_dict(cfg.Config())
+    del old["network"]["log_std_max"]  # saved before the field existed: the clip was at 2
+    assert cfg.from_dict(old).network.log_std_max == 2.0
+    saved = checkpoint.config_fingerprint(old, ["reach"])
+    assert saved["network.log_std_max"] == 2.0
+    assert checkpoint.config_fingerprint(cfg.to_dict(cfg.Config()), ["reach"])["network.log_std_max"] == cfg.Config().network.log_std_max
+    (tmp_path / "config.json").write_text(json.dumps({"config": old, "tasks": ["reach"]}))
+    with pytest.raises(checkpoint.CheckpointMismatchError, match="network.log_std_max 2.0 -> 0.0"):
+        checkpoint.prepare_run_dir(tmp_path, cfg.Config(), ["reach"])
+    resumed = cfg.replace(cfg.Config(), network={"log_std_max": 2.0})
+    assert checkpoint.prepare_run_dir(tmp_path, resumed, ["reach"])  # the old value resumes it

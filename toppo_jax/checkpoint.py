@@ -119,8 +119,10 @@ def _jsonable(x):
 
 def config_fingerprint(config_dict: Mapping, tasks: Sequence[str]) -> dict[str, Any]:
     """Run-defining fields `section.field -> value` of a config dict (`config.to_dict`); missing
-    fields take today's defaults, so a run saved before a field existed still resumes."""
+    fields take today's defaults (or the old default, `cfg.LEGACY_DEFAULTS`), so a run saved before a
+    field existed still resumes, and one whose default has changed since says so."""
     flat = _flat(cfg.to_dict(cfg.Config()))
+    flat.update({f"{sec}.{f}": v for (sec, f), v in cfg.LEGACY_DEFAULTS.items() if sec in config_dict})
     flat.update(_flat(config_dict))
     flat = {k: v for k, v in flat.items() if k not in HOST_FIELDS}
     flat["env.tasks"] = list(tasks)  # 'mt10' and its ten names are the same task set

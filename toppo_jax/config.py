@@ -118,11 +118,21 @@ def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
 
 
+# Defaults that changed: a saved config without the field ran with the old value (section, field) -> value.
+LEGACY_DEFAULTS = {
+    ("network", "log_std_max"): 2.0,  # until 2026-12-02 (the field did not exist; the clip was at 2)
+}
+
+
 def from_dict(data: Mapping) -> Config:
+    """The Config of a dict (`to_dict`, a saved config.json); fields it lacks take today's defaults,
+    except those in LEGACY_DEFAULTS, which take the value the run that saved it used."""
     sections = {}
     for field in dataclasses.fields(Config):
         cls = type(getattr(Config(), field.name))
         values = dict(data.get(field.name, {}))
+        if field.name in data:
+            values.update({f: v for (sec, f), v in LEGACY_DEFAULTS.items() if sec == field.name and f not in values})
         for f in dataclasses.fields(cls):
             if f.name in values and isinstance(values[f.name], list):
                 values[f.name] = tuple(values[f.name])
