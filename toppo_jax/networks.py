@@ -22,7 +22,7 @@ import jax.numpy as jnp
 LOG_STD_MIN = -5.0
 # std <= 1 before tanh. At 2 (std 7.4, the Meta-World+ reference's bound) TOPPO learned states where
 # the squashed actions are nearly bang-bang noise, and the deterministic tanh(mean) failed tasks the
-# noisy policy solved (drawer-open: 0/50 vs 45/50 on the same goals; docs/design.md, "Policy std").
+# noisy policy solved (drawer-open: 0/50 vs 45/50 on the same goals; README, "Deterministic vs sampled actions").
 LOG_STD_MAX = 0.0
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "swish": nn.swish, "gelu": nn.gelu}
