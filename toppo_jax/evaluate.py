@@ -133,8 +133,9 @@ def load_policy(run_dir, best: bool = False) -> SavedPolicy:
 
 
 def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None = None, impl: str | None = None,
-                 stochastic: bool = False) -> np.ndarray:
-    """Per-seed, per-task success [S, T] of the jitted protocol on the port (`stochastic`: acting with samples)."""
+                 modes: Sequence[bool] = (False,)) -> list[np.ndarray]:
+    """Per-seed, per-task success [S, T] of the jitted protocol on the port, one array per mode of
+    `modes` (False: tanh(mean), the protocol; True: acting with samples), all on one eval env."""
     if make_env is None:
         from envs import make_multitask
 
@@ -143,8 +144,11 @@ def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None =
 
     eval_env = make_env(policy.tasks, episodes, seed=policy.config.train.seed, impl=impl or policy.config.env.impl,
                         staggered=False, eval_mode=True)
-    evaluate = jax.jit(make_evaluate(eval_env, policy.networks, stochastic=stochastic))
-    return np.stack([np.asarray(evaluate(*policy.seed(i), jax.random.PRNGKey(0))) for i in range(policy.num_seeds)])
+    out = []
+    for stochastic in modes:
+        evaluate = jax.jit(make_evaluate(eval_env, policy.networks, stochastic=stochastic))
+        out.append(np.stack([np.asarray(evaluate(*policy.seed(i), jax.random.PRNGKey(0))) for i in range(policy.num_seeds)]))
+    return out
 
 
 def make_policy_fn(networks: nets.Networks, actor_params, obs_stats: ppo.RunningStats, num_tasks: int) -> Callable:
@@ -314,9 +318,9 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     ks = tuple(args.worst_k or policy.config.train.worst_k)
     impl = args.impl or policy.config.env.impl
     t0 = time.perf_counter()
-    port = port_success(policy, args.episodes, make_env, impl)  # [S, T]
+    port, *sampled = port_success(policy, args.episodes, make_env, impl, (False, True) if args.stochastic else (False,))  # [S, T] each
     port_s = time.perf_counter() - t0
-    noisy = port_success(policy, args.episodes, make_env, impl, stochastic=True) if args.stochastic else None
+    noisy = sampled[0] if sampled else None
     official = None
     if args.reference:
         t0 = time.perf_counter()

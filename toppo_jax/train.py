@@ -717,7 +717,8 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                                 out_shardings=outs).lower(abstract).compile()
                 evaluate, evaluate_noisy = (
                     jax.jit(f, compiler_options=compiler_options, out_shardings=replicated).lower(abstract).compile()
-                    for f in (eval_fn, noisy_eval_fn if train_c.eval_stochastic else eval_fn))
+                    if f is not None else None
+                    for f in (eval_fn, noisy_eval_fn if train_c.eval_stochastic else None))
                 compile_s = time.perf_counter() - t0
             console.print(f"physics: {info['physics']} (--impl {env_c.impl}) on {device['backend']}; compiled in {compile_s:.0f}s",
                           highlight=False, soft_wrap=True)
@@ -830,7 +831,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                     last = c == num_chunks - 1
                     evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
                     eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
-                    noisy_success = jax.device_get(evaluate_noisy(state)) if evaluate_now and train_c.eval_stochastic else None
+                    noisy_success = jax.device_get(evaluate_noisy(state)) if evaluate_now and evaluate_noisy is not None else None
                     status, chunk_lines = [], []
                     for i, seed in enumerate(seeds):
                         m = per_seed(metrics, i)
