@@ -557,7 +557,7 @@ def run(
     cache_dir = setup_compilation_cache()
     out = Path(train_c.out)
     if not primary:
-        return _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir)
+        return _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir, primary)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -567,7 +567,7 @@ def run(
         raise cfg.ConfigError(f"--out {out} is not writable ({err.strerror or err}); choose another --out") from None
     lock = ckpt.RunLock(out)  # a second run on the same --out stops here
     try:
-        return _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir)
+        return _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir, primary)
     finally:
         lock.release()
 
@@ -597,7 +597,7 @@ class _GracefulStop:
         return False
 
 
-def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir):
+def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_once, cache_dir, primary):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from toppo_jax import checkpoint as ckpt
@@ -606,7 +606,6 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
     from toppo_jax import video
 
     env_c, train_c = config.env, config.train
-    primary = jax.process_index() == 0
     # --overwrite: process 0 clears the directory while the others wait; else every process reads it.
     may_resume = ckpt.prepare_run_dir(out, config, tasks) if primary or not train_c.overwrite else False
     distributed.barrier("toppo-prepare-run-dir")

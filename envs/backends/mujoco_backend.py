@@ -100,16 +100,25 @@ class MujocoBackend:
         state[:, self._mquat] = MOCAP_QUAT
         ctrl = np.stack([act[:, 3], -act[:, 3]], axis=-1).astype(np.float64)
         control = np.concatenate([ctrl, state[:, self.tm.nphys :]], axis=-1)[:, None, :]
-        out_state, _ = self._pool.rollout(
-            self.tm.model, self._datas, state[:, : self.tm.nphys], control, control_spec=CONTROL_SPEC, nstep=FRAME_SKIP,
-            initial_warmstart=self._cold_start(len(state)),
+        physics = np.ascontiguousarray(state[:, : self.tm.nphys])
+        n = len(state)
+        # mujoco.rollout with skip_checks: inputs already C-contiguous float64 of the exact shapes
+        # (no singleton expansion: the control is tiled over the frame skip), one model per rollout,
+        # outputs allocated here and only those read. Saves ~60 us of Python checks per call.
+        out_state = np.empty((n, FRAME_SKIP, self.tm.nphys))
+        self._pool.rollout(
+            [self.tm.model] * n, self._datas, physics, np.ascontiguousarray(np.repeat(control, FRAME_SKIP, axis=1)),
+            control_spec=CONTROL_SPEC, nstep=FRAME_SKIP, initial_warmstart=self._cold_start(n), state=out_state,
+            skip_checks=True,
         )
         nxt = state
         nxt[:, : self.tm.nphys] = out_state[:, -1]
         # mj_forward's kinematics of the new state: position-stage sensors of one step of a model
         # with contacts and constraints switched off (they do not affect positions).
-        _, sens = self._pool.rollout(
-            self._kin_model, self._datas, nxt[:, : self.tm.nphys], control, control_spec=CONTROL_SPEC, nstep=1,
+        sens = np.empty((n, 1, self.nsensordata))
+        self._pool.rollout(
+            [self._kin_model] * n, self._datas, np.ascontiguousarray(out_state[:, -1]), control,
+            control_spec=CONTROL_SPEC, nstep=1, sensordata=sens, skip_checks=True,
         )
         kin = sens[:, 0]
         return (
