@@ -127,3 +127,28 @@ def test_multitask_mujoco_steps_every_task_group_in_one_host_callback_exactly_li
     # One pure_callback in the step's program, whatever the number of tasks.
     text = jax.jit(env.step).lower(state, jnp.zeros((6, 4))).as_text()
     assert text.count("xla_python_cpu_callback") + text.count("xla_ffi_python_cpu_callback") == 1
+
+
+def test_mujoco_host_threads_and_env_slices_give_the_same_step_as_one_call():
+    import mujoco
+    from mujoco import rollout as mj_rollout
+
+    from envs.backends.mujoco_backend import HostWorkers
+
+    groups = [SawyerEnv("reach"), SawyerEnv("push")]
+    backends = [e.backend for e in groups]
+    states = [np.asarray(e.reset(jax.random.PRNGKey(i), n).data.state) for i, (e, n) in enumerate(zip(groups, (3, 37)))]
+    one, three = HostWorkers(1), HostWorkers(3)  # slices of 2 envs on one thread, of 1 env on three
+    single = mj_rollout.Rollout(nthread=0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = [rng.uniform(-1, 1, (len(s), 4)).astype(np.float32) for s in states]
+        jobs = [b.prepare(s, a) for b, s, a in zip(backends, states, actions)]
+        for b, j in zip(backends, jobs):  # every env of a group in one rollout call
+            b.physics(single, [mujoco.MjData(b.tm.model)], j, 0, len(j.state))
+        whole = [b.collect(j) for b, j in zip(backends, jobs)]
+        for out in (one.run(backends, states, actions), three.run(backends, states, actions)):
+            for group_out, group_whole in zip(out, whole):
+                for x, y in zip(group_out, group_whole):
+                    np.testing.assert_array_equal(x, y)
+        states = [w[0] for w in whole]

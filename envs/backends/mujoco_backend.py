@@ -19,8 +19,11 @@ With Meta-World's tolerance of 1e-10 the two agree to solver tolerance (measured
 from __future__ import annotations
 
 import copy
+import dataclasses
+import itertools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +57,77 @@ def from_bits(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, np.uint32).view(np.float64)
 
 
+class HostWorkers:
+    """The host threads that step task groups: the calling thread and ``nthread - 1`` helpers take
+    work items (a slice of one group's envs) from one shared counter, each with its own calling-thread
+    ``mujoco.rollout`` and its own MjData per model. ``mujoco.rollout`` releases the GIL, so the
+    threads run the physics in parallel, and a step waits once for all groups instead of at a thread
+    barrier per task group."""
+
+    def __init__(self, nthread: int | None = None):
+        self.nthread = max(1, nthread if nthread is not None else default_threads())
+        self._executor = None
+        self._rollouts = None
+        self._datas: dict = {}  # backend -> [MjData per worker]
+        self._lock = threading.Lock()  # devices of a mesh call in concurrently; rollouts and MjData are shared
+
+    def _start(self):
+        if self._rollouts is None:
+            self._rollouts = [mj_rollout.Rollout(nthread=0) for _ in range(self.nthread)]
+            if self.nthread > 1:
+                self._executor = ThreadPoolExecutor(self.nthread - 1, thread_name_prefix="toppo-mujoco")
+
+    def _data(self, backend, worker: int):
+        if backend not in self._datas:
+            self._datas[backend] = [mujoco.MjData(backend.tm.model) for _ in range(self.nthread)]
+        return self._datas[backend][worker : worker + 1]
+
+    def run(self, backends, states, actions) -> list[tuple[np.ndarray, ...]]:
+        """Host step of every group (backend, uint32 state bits, float32 actions) -> its outputs."""
+        with self._lock:
+            self._start()
+            jobs = [b.prepare(s, a) for b, s, a in zip(backends, states, actions)]
+            total = sum(len(j.state) for j in jobs)
+            # Slices small enough to balance the threads (~16 per thread), large enough to keep the
+            # per-call overhead low.
+            size = max(1, total // (16 * self.nthread))
+            items = [(b, j, lo, min(lo + size, len(j.state))) for b, j in zip(backends, jobs) for lo in range(0, len(j.state), size)]
+            for b in backends:
+                for w in range(self.nthread):
+                    self._data(b, w)
+            counter = itertools.count()
+
+            def drain(worker: int):
+                while (k := next(counter)) < len(items):  # next() on a count is atomic under the GIL
+                    b, j, lo, hi = items[k]
+                    b.physics(self._rollouts[worker], self._data(b, worker), j, lo, hi)
+
+            helpers = [self._executor.submit(drain, w) for w in range(1, self.nthread)]
+            try:
+                drain(0)
+            finally:
+                for f in helpers:
+                    f.result()
+            return [b.collect(j) for b, j in zip(backends, jobs)]
+
+
+def default_threads() -> int:
+    return int(os.environ.get("TOPPO_MUJOCO_THREADS", os.cpu_count() or 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One group's host step in flight: inputs in MuJoCo's layout and the outputs the workers fill."""
+
+    lead: tuple
+    state: np.ndarray  # float64 [n, nstate], mocap already moved
+    physics: np.ndarray  # float64 [n, nphys], C-contiguous
+    control: np.ndarray  # float64 [n, FRAME_SKIP, ncontrol]
+    control1: np.ndarray  # float64 [n, 1, ncontrol]
+    out_state: np.ndarray  # float64 [n, FRAME_SKIP, nphys]
+    sens: np.ndarray  # float64 [n, 1, nsensordata]
+
+
 class MujocoBackend:
     name = "mujoco"
 
@@ -61,11 +135,9 @@ class MujocoBackend:
         self.tm = tm
         self.mocap_low = np.asarray(mocap_low, np.float64)
         self.mocap_high = np.asarray(mocap_high, np.float64)
-        self.nthread = nthread if nthread is not None else int(os.environ.get("TOPPO_MUJOCO_THREADS", os.cpu_count() or 1))
-        self._pool = None
-        self._datas = None
+        self.nthread = nthread if nthread is not None else default_threads()
+        self.workers = HostWorkers(self.nthread)  # this task alone (MultiTaskEnv shares one for all groups)
         self._zeros = None
-        self._lock = threading.Lock()  # devices of a mesh call in concurrently; the pool and MjData are shared
         sl = tm.state_slices()
         k = tm.sawyer_mocap
         self._mpos = slice(sl["mocap_pos"].start + 3 * k, sl["mocap_pos"].start + 3 * k + 3)
@@ -73,66 +145,66 @@ class MujocoBackend:
         self._qpos, self._qvel = sl["qpos"], sl["qvel"]
         self.nsensordata = tm.model.nsensordata
         assert self.nsensordata == FRAME_WIDTH * len(tm.frames)
+        # mj_forward's kinematics of a state: position-stage sensors of one step of a model with
+        # contacts and constraints switched off (they do not affect positions).
+        self._kin_model = copy.copy(tm.model)
+        self._kin_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONTACT.value | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT.value)
 
     # ---- host side -------------------------------------------------------------------------
-    def _ensure_pool(self):
-        if self._pool is None:
-            self._pool = mj_rollout.Rollout(nthread=self.nthread)
-            self._kin_model = copy.copy(self.tm.model)
-            self._kin_model.opt.disableflags |= int(
-                mujoco.mjtDisableBit.mjDSBL_CONTACT.value | mujoco.mjtDisableBit.mjDSBL_CONSTRAINT.value
-            )
-            self._datas = [mujoco.MjData(self.tm.model) for _ in range(max(1, self.nthread))]
-
     def host_step(self, state_bits: np.ndarray, action: np.ndarray):
         """Batched official step on the host: (uint32 [..., 2n], float32 [..., 4]) -> next state, sensors, qpos, qvel."""
-        with self._lock:
-            return self._host_step(state_bits, action)
+        return self.workers.run([self], [state_bits], [action])[0]
 
-    def _host_step(self, state_bits: np.ndarray, action: np.ndarray):
-        self._ensure_pool()
+    def prepare(self, state_bits: np.ndarray, action: np.ndarray) -> _Job:
+        """The control law, in the official (float32 action) arithmetic: SawyerXYZEnv.set_xyz_action."""
         lead = state_bits.shape[:-1]
         state = from_bits(state_bits.reshape(-1, state_bits.shape[-1])).copy()
         act = np.asarray(action, np.float32).reshape(-1, 4)
-        # SawyerXYZEnv.set_xyz_action, in the official (float32 action) arithmetic.
         delta = np.clip(act[:, :3], -1, 1) * ACTION_SCALE
         state[:, self._mpos] = np.clip(state[:, self._mpos] + delta, self.mocap_low, self.mocap_high)
         state[:, self._mquat] = MOCAP_QUAT
         ctrl = np.stack([act[:, 3], -act[:, 3]], axis=-1).astype(np.float64)
         control = np.concatenate([ctrl, state[:, self.tm.nphys :]], axis=-1)[:, None, :]
-        physics = np.ascontiguousarray(state[:, : self.tm.nphys])
         n = len(state)
-        # mujoco.rollout with skip_checks: inputs already C-contiguous float64 of the exact shapes
-        # (no singleton expansion: the control is tiled over the frame skip), one model per rollout,
-        # outputs allocated here and only those read. Saves ~60 us of Python checks per call.
-        out_state = np.empty((n, FRAME_SKIP, self.tm.nphys))
-        self._pool.rollout(
-            [self.tm.model] * n, self._datas, physics, np.ascontiguousarray(np.repeat(control, FRAME_SKIP, axis=1)),
-            control_spec=CONTROL_SPEC, nstep=FRAME_SKIP, initial_warmstart=self._cold_start(n), state=out_state,
-            skip_checks=True,
+        return _Job(
+            lead=lead, state=state, physics=np.ascontiguousarray(state[:, : self.tm.nphys]),
+            control=np.ascontiguousarray(np.repeat(control, FRAME_SKIP, axis=1)), control1=control,
+            out_state=np.empty((n, FRAME_SKIP, self.tm.nphys)), sens=np.empty((n, 1, self.nsensordata)),
         )
-        nxt = state
-        nxt[:, : self.tm.nphys] = out_state[:, -1]
-        # mj_forward's kinematics of the new state: position-stage sensors of one step of a model
-        # with contacts and constraints switched off (they do not affect positions).
-        sens = np.empty((n, 1, self.nsensordata))
-        self._pool.rollout(
-            [self._kin_model] * n, self._datas, np.ascontiguousarray(out_state[:, -1]), control,
-            control_spec=CONTROL_SPEC, nstep=1, sensordata=sens, skip_checks=True,
+
+    def physics(self, rollout, datas, job: _Job, lo: int, hi: int) -> None:
+        """Envs lo:hi of a job: ``frame_skip`` MuJoCo steps, then the kinematics of the new state.
+
+        ``mujoco.rollout`` with skip_checks: every array is C-contiguous float64 of its exact shape
+        (no singleton expansion; slices along the env axis are views the rollout writes into), one
+        model per env; saves ~60 us of Python checks per call."""
+        n = hi - lo
+        rollout.rollout(
+            [self.tm.model] * n, datas, job.physics[lo:hi], job.control[lo:hi], control_spec=CONTROL_SPEC,
+            nstep=FRAME_SKIP, initial_warmstart=self._cold_start(n), state=job.out_state[lo:hi], skip_checks=True,
         )
-        kin = sens[:, 0]
+        rollout.rollout(
+            [self._kin_model] * n, datas, np.ascontiguousarray(job.out_state[lo:hi, -1]), job.control1[lo:hi],
+            control_spec=CONTROL_SPEC, nstep=1, sensordata=job.sens[lo:hi], skip_checks=True,
+        )
+
+    def collect(self, job: _Job):
+        """A finished job -> (uint32 next state bits, float32 sensors, qpos, qvel) with the input's leading axes."""
+        nxt = job.state
+        nxt[:, : self.tm.nphys] = job.out_state[:, -1]
         return (
-            to_bits(nxt).reshape(*lead, -1),
-            kin.astype(np.float32).reshape(*lead, -1),
-            nxt[:, self._qpos].astype(np.float32).reshape(*lead, -1),
-            nxt[:, self._qvel].astype(np.float32).reshape(*lead, -1),
+            to_bits(nxt).reshape(*job.lead, -1),
+            job.sens[:, 0].astype(np.float32).reshape(*job.lead, -1),
+            nxt[:, self._qpos].astype(np.float32).reshape(*job.lead, -1),
+            nxt[:, self._qvel].astype(np.float32).reshape(*job.lead, -1),
         )
 
     def _cold_start(self, n: int) -> np.ndarray:
         # Explicit zeros: without them a thread's MjData would warm-start from whichever env it ran last.
-        if self._zeros is None or len(self._zeros) < n:
-            self._zeros = np.zeros((n, self.tm.model.nv))
-        return self._zeros[:n]
+        zeros = self._zeros
+        if zeros is None or len(zeros) < n:
+            zeros = self._zeros = np.zeros((n, self.tm.model.nv))
+        return zeros[:n]
 
     # ---- table / host conversions -----------------------------------------------------------
     def init_table(self, state64: np.ndarray) -> MujocoData:
@@ -167,15 +239,15 @@ class MujocoBackend:
         return step_groups([self], [data], [action])[0]
 
 
-def step_groups(backends, datas, actions) -> list[tuple[MujocoData, Kinematics]]:
+def step_groups(backends, datas, actions, workers: HostWorkers | None = None) -> list[tuple[MujocoData, Kinematics]]:
     """The control step of several task groups (one backend, data and action batch each) in ONE host
-    callback: XLA stops once per env step, not once per task, and the host steps the groups in turn."""
+    callback: XLA stops once per env step, not once per task, and ``workers`` (default: the first
+    backend's) step the groups' envs in parallel."""
+    workers = workers or backends[0].workers
 
     def host(*args):
-        out = []
-        for i, backend in enumerate(backends):
-            out.extend(backend.host_step(args[2 * i], args[2 * i + 1]))
-        return tuple(out)
+        results = workers.run(backends, args[0::2], args[1::2])
+        return tuple(x for r in results for x in r)
 
     shapes = tuple(s for b, d in zip(backends, datas) for s in b._result_shapes(d))
     operands = [x for d, a in zip(datas, actions) for x in (d.state, a.astype(jnp.float32))]
