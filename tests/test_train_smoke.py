@@ -25,7 +25,7 @@ def test_train_cli_on_the_real_port_mt50(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["env_steps"] for line in lines] == [500]
     last = lines[-1]
-    for key in ("sps", "perf/compile_s", "train/value_loss", "train/policy_loss", "eval/success_mean", "eval/success_worst_10",
+    for key in ("sps", "perf/compile_s", "perf/wall_s", "perf/eval_s", "train/value_loss", "train/policy_loss", "eval/success_mean", "eval/success_worst_10",
                 "eval/success/reach", "eval/success/stick-pull", "train/popart_sigma/assembly"):  # fmt: skip
         assert key in last, key
     assert 0.0 <= last["eval/success_mean"] <= 1.0

@@ -116,6 +116,9 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run_bit_for_bit(runs):
     assert [line["env_steps"] for line in part] == [CHUNK * i for i in range(1, 6)]
     assert [results_only(line) for line in part] == [results_only(line) for line in full]
     assert "perf/compile_s" in part[2]  # the resumed session's first line
+    # The run's wall clock carries over the resume: it keeps growing from the restored line's value.
+    walls = [line["perf/wall_s"] for line in part]
+    assert all(w > 0 for w in walls) and walls == sorted(walls)
     state_full, meta_full = restore_final(runs["full"])
     state_part, meta_part = restore_final(runs["part"])
     assert meta_full["env_steps"] == meta_part["env_steps"] == 5 * CHUNK

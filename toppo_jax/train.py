@@ -11,14 +11,15 @@ wandb), checkpoints (`checkpoint`: the whole TrainState, so rerunning with the s
 exactly), plots (`plots`) and films (`video`). Seeds vmap through one compile (`--num-seeds`).
 
 metrics.jsonl has one line per seed per chunk: `seed`, `env_steps`, `sps` (env steps of all seeds per
-second of training, evaluation excluded), `perf/compile_s` (first line), `train/value_loss`
+second of training, evaluation excluded), `perf/wall_s` (wall clock of the run so far, compiles and
+evaluations included, carried over resumes), `perf/compile_s` (first line), `train/value_loss`
 (normalised units), `train/policy_loss`, `train/entropy`, `train/approx_kl`, `train/clip_frac`,
 `train/explained_variance`, `train/log_std/<task>` (mean log-std of the pre-tanh policy on the
 task's samples), critic diagnostics `train/d1`, `train/d2`, `train/grad_norm/<task>`, actor
 diagnostics `train/actor_d1`, `train/actor_d2`, `train/actor_grad_norm/<task>`, the combined update
 norms, `train/popart_sigma/<task>`, `train/popart_mean/<task>`, training-episode success
 `train/success_mean`, `train/success/<task>`, and after an evaluation `eval/success_mean`,
-`eval/success_worst_<k>`, `eval/success/<task>`, and with `--eval-stochastic` the same under
+`eval/success_worst_<k>`, `eval/success/<task>`, `perf/eval_s`, and with `--eval-stochastic` the same under
 `eval_stochastic/` for the policy acting with its samples instead of tanh(mean). `perf/compile_s` is on the first line of every
 session (a resumed run compiles again).
 """
@@ -791,6 +792,8 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                     "toppo", total=num_chunks * steps_per_chunk, completed=start * steps_per_chunk, status=f"compile {compile_s:.1f}s"
                 )
                 c, first_of_session = start, True
+                # Wall clock of the run, compiles and evaluations included, carried over resumes.
+                wall_before = float(prior[-1].get("perf/wall_s", 0.0)) if prior else 0.0
                 while c < num_chunks:
                     t_start = time.perf_counter()
                     state, metrics = chunk(state)
@@ -829,12 +832,16 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         )
                     last = c == num_chunks - 1
                     evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
+                    t_eval = time.perf_counter()
                     eval_success = jax.device_get(evaluate(state)) if evaluate_now else None
                     noisy_success = jax.device_get(evaluate_noisy(state)) if evaluate_now and evaluate_noisy is not None else None
+                    eval_s = time.perf_counter() - t_eval
+                    wall_s = wall_before + time.perf_counter() - t0
                     status, chunk_lines = [], []
                     for i, seed in enumerate(seeds):
                         m = per_seed(metrics, i)
-                        line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_members / elapsed}
+                        line = {"seed": seed, "env_steps": int(m["env_steps"]), "sps": steps_per_chunk * num_members / elapsed,
+                                "perf/wall_s": wall_s}
                         if points:
                             line["member"] = i
                             line.update({f"hp/{k}": v for k, v in members[i][0].items()})
@@ -843,6 +850,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
                         line.update(chunk_metrics(m, trainer.task_names))
                         if eval_success is not None:
                             line.update(ev.summarize(per_seed(eval_success, i), trainer.task_names, train_c.worst_k))
+                            line["perf/eval_s"] = eval_s
                             status.append(f"eval {_fmt(line['eval/success_mean'])}")
                         if noisy_success is not None:
                             line.update(ev.summarize(per_seed(noisy_success, i), trainer.task_names, train_c.worst_k,
