@@ -30,6 +30,25 @@ def test_regression_report_flags_only_slowdowns_over_20_percent_on_the_same_devi
     assert "skipped" in bench.regression_report(other, str(base))[0]
 
 
+def test_regression_report_compares_against_the_official_env_of_the_same_run(tmp_path):
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(RESULT))
+
+    def scaled(port: float, official: float) -> dict:
+        return {**RESULT, "official_env_steps_per_s": RESULT["official_env_steps_per_s"] * official,
+                "port_env_steps_per_s": RESULT["port_env_steps_per_s"] * port,
+                "port_by_batch": [{**r, "env_steps_per_s": r["env_steps_per_s"] * port} for r in RESULT["port_by_batch"]],
+                "train_env_steps_per_s": RESULT["train_env_steps_per_s"] * port,
+                "train": {**RESULT["train"], "env_steps_per_s": RESULT["train"]["env_steps_per_s"] * port}}  # fmt: skip
+
+    # The whole machine 30% slower today: the official env too, so no regression.
+    assert bench.regression_report(scaled(0.7, 0.7), str(base))[0].startswith("no regression")
+    # The port as fast as before while the machine is 50% faster: the port fell behind.
+    lines = bench.regression_report(scaled(1.0, 1.5), str(base))
+    assert any("REGRESSION port batch 512" in line and "relative to official" in line for line in lines)
+    assert any("REGRESSION train_env_steps_per_s" in line for line in lines)
+
+
 def test_report_files_table_and_scaling_plot(tmp_path):
     table = bench.markdown_table(RESULT)
     assert "| 512 | 8000 | 7.3x |" in table and "full TOPPO training loop (40 envs)" in table and "peak host RSS" in table
