@@ -152,3 +152,24 @@ def test_mujoco_host_threads_and_env_slices_give_the_same_step_as_one_call():
                 for x, y in zip(group_out, group_whole):
                     np.testing.assert_array_equal(x, y)
         states = [w[0] for w in whole]
+
+
+def test_mujoco_host_step_error_in_a_helper_thread_reaches_the_caller(monkeypatch):
+    import threading
+    import time
+
+    from envs.backends.mujoco_backend import HostWorkers, MujocoBackend
+
+    env = SawyerEnv("reach")
+    state = np.asarray(env.reset(jax.random.PRNGKey(0), 8).data.state)
+    caller = threading.current_thread()
+
+    def fails_in_a_helper(self, rollout, datas, job, lo, hi):
+        if threading.current_thread() is caller:
+            time.sleep(0.05)  # leaves slices to the helpers
+        else:
+            raise RuntimeError(f"slice at env {lo} failed in a helper thread")
+
+    monkeypatch.setattr(MujocoBackend, "physics", fails_in_a_helper)
+    with pytest.raises(RuntimeError, match="in a helper thread"):
+        HostWorkers(3).run([env.backend], [state], [np.zeros((8, 4), np.float32)])

@@ -93,8 +93,7 @@ class HostWorkers:
             size = max(1, total // (16 * self.nthread))
             items = [(b, j, lo, min(lo + size, len(j.state))) for b, j in zip(backends, jobs) for lo in range(0, len(j.state), size)]
             for b in backends:
-                for w in range(self.nthread):
-                    self._data(b, w)
+                self._data(b, 0)  # every worker's MjData exists before the threads read the dict
             counter = itertools.count()
 
             def drain(worker: int):
@@ -106,8 +105,10 @@ class HostWorkers:
             try:
                 drain(0)
             finally:
-                for f in helpers:
-                    f.result()
+                errors = [f.exception() for f in helpers]  # waits for every helper; the calling thread's error wins
+            for err in errors:
+                if err is not None:
+                    raise err
             return [b.collect(j) for b, j in zip(backends, jobs)]
 
 
