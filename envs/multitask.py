@@ -32,8 +32,6 @@ class MultiTaskEnv:
             for t in self.task_names
         ]
         self.impl = self.envs[0].impl
-        # mujoco backend: one set of host threads steps every task group's envs (step_groups).
-        self._workers = self.envs[0].backend.workers if self.impl == "mujoco" else None
         # Data parallel: every task's envs are split over the mesh axis 'data', and each device steps
         # its share (its own host callback / Warp call) under shard_map.
         self.mesh = mesh
@@ -98,7 +96,7 @@ class MultiTaskEnv:
         """Every task group's physics in one host callback (mujoco backend), then each task's logic."""
         from envs.backends.mujoco_backend import step_groups
 
-        physics = step_groups([e.backend for e in self.envs], [p.data for p in parts], actions, self._workers)
+        physics = step_groups([e.backend for e in self.envs], [p.data for p in parts], actions)
         return [e.finish(p, data, kin, a) for e, p, (data, kin), a in zip(self.envs, parts, physics, actions)]
 
     def _sharded(self, step):

@@ -136,8 +136,7 @@ class MujocoBackend:
         self.tm = tm
         self.mocap_low = np.asarray(mocap_low, np.float64)
         self.mocap_high = np.asarray(mocap_high, np.float64)
-        self.nthread = nthread if nthread is not None else default_threads()
-        self.workers = HostWorkers(self.nthread)  # this task alone (MultiTaskEnv shares one for all groups)
+        self.workers = HostWorkers(nthread)  # step_groups of a MultiTaskEnv uses its first task's for all groups
         self._zeros = None
         sl = tm.state_slices()
         k = tm.sawyer_mocap
