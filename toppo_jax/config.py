@@ -65,7 +65,8 @@ class NetworkConfig:
 @dataclasses.dataclass(frozen=True)
 class ToppoConfig:
     popart: bool = True
-    popart_beta: float = 3e-4  # step size of the per-task return statistics (per minibatch)
+    popart_beta: float = 0.05  # step size of the per-task return statistics per iteration (a choice: horizon ~20 iterations)
+    popart_version: int = 2  # 2: trained per-task output layer, statistics once per iteration (runs before 2026-12-03: 1, ART-only affine)
     critic_layer_norm: bool = True  # Linear -> LayerNorm -> activation in the critic
     actor_combiner: str = "pcgrad"  # mean | pcgrad | cagrad | fairgrad
     critic_combiner: str = "cagrad"  # mean | pcgrad | cagrad | fairgrad
@@ -121,7 +122,9 @@ def to_dict(config: Config) -> dict:
 # Defaults that changed: a saved config without the field ran with the old value (section, field) -> value.
 LEGACY_DEFAULTS = {
     ("network", "log_std_max"): 2.0,  # until 2026-12-02 (the field did not exist; the clip was at 2)
+    ("toppo", "popart_version"): 1,  # until 2026-12-03: ART-only affine, statistics updated every minibatch
 }
+POPART_VERSION = 2  # the only PopArt this code runs; a run saved with another refuses to resume, naming the field
 
 
 def from_dict(data: Mapping) -> Config:
@@ -259,6 +262,11 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     if not net.log_std_min < net.log_std_max:
         raise ConfigError(f"--log-std-min {net.log_std_min} / --log-std-max {net.log_std_max} are not valid; the minimum must be below the maximum")
     _unit("--popart-beta", top.popart_beta, closed=False)
+    if top.popart_version != POPART_VERSION:
+        raise ConfigError(
+            f"--popart-version {top.popart_version} is not valid; only {POPART_VERSION} (trained per-task outputs, "
+            "statistics once per iteration) is implemented: runs of version 1 evaluate but do not resume"
+        )
     _choice("--actor-combiner", top.actor_combiner, COMBINERS)
     _choice("--critic-combiner", top.critic_combiner, COMBINERS)
     _positive("--cagrad-c", top.cagrad_c, allow_zero=True)

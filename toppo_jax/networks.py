@@ -4,8 +4,9 @@ Both networks read the observation as given (the one-hot task id is already its 
 entries) and share their parameters across tasks. The actor is a plain MLP whose head outputs the
 mean and log-std of a Gaussian over the pre-squash action u (a = tanh u). The critic is an MLP whose
 hidden layers may be pre-activation LayerNorm blocks (Linear -> LayerNorm -> activation, "LN-c" of
-TOPPO's Critic Balancing), with either one scalar head shared by all tasks (per-task PopArt affine
-layers in `popart.py` map it to each task's value) or one head per task. The default sizes are the
+TOPPO's Critic Balancing), with either one scalar head shared by all tasks (with PopArt, a trained
+per-task affine maps it to each task's normalised value: `PerTaskAffine`, `popart.py`) or one head
+per task. The default sizes are the
 only MLP that matches TOPPO's reported 717K parameters on MT50 (DESIGN.md section 5).
 """
 
@@ -70,14 +71,28 @@ class Actor(nn.Module):
         return mean, jnp.clip(raw_log_std, self.log_std_min, self.log_std_max)
 
 
+class PerTaskAffine(nn.Module):
+    """n_i = w_i h + b_i: one trained scale and shift per task on a scalar output h (PopArt's per-task output layer)."""
+
+    num_tasks: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones, (self.num_tasks,))
+        shift = self.param("shift", nn.initializers.zeros, (self.num_tasks,))
+        return h * scale + shift
+
+
 class Critic(nn.Module):
-    """obs -> [..., num_heads] normalised value outputs (num_heads = 1 or the number of tasks)."""
+    """obs -> [..., H] normalised value outputs: H = num_heads (1 or the number of tasks), or the
+    number of tasks through a per-task affine on the scalar head (`task_affine`, PopArt)."""
 
     hidden: Sequence[int]
     num_heads: int = 1
     layer_norm: bool = True
     ln_affine: bool = False
     activation: str = "relu"
+    task_affine: int = 0  # > 0: that many tasks' PopArt affine on the scalar head (num_heads must be 1)
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
@@ -88,7 +103,10 @@ class Critic(nn.Module):
             if self.layer_norm:
                 x = nn.LayerNorm(use_bias=self.ln_affine, use_scale=self.ln_affine)(x)
             x = act(x)
-        return nn.Dense(self.num_heads, kernel_init=nn.initializers.orthogonal(1.0), name="head")(x)
+        out = nn.Dense(self.num_heads, kernel_init=nn.initializers.orthogonal(1.0), name="head")(x)
+        if self.task_affine:
+            return PerTaskAffine(self.task_affine, name="popart")(out)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +140,7 @@ def make_networks(
     critic_layer_norm: bool = True,
     ln_affine: bool = False,
     per_task_heads: bool = False,
+    popart_affine: bool = False,
     log_std_min: float = LOG_STD_MIN,
     log_std_max: float = LOG_STD_MAX,
     log_std_clip: str = "hard",
@@ -135,6 +154,7 @@ def make_networks(
         layer_norm=critic_layer_norm,
         ln_affine=ln_affine,
         activation=activation,
+        task_affine=num_tasks if popart_affine and not per_task_heads else 0,
     )
     return Networks(actor, critic, obs_size, action_size, num_tasks)
 

@@ -1,15 +1,19 @@
 """Per-task PopArt value normalisation (van Hasselt et al. 2016; multi-task form: Hessel et al. 2019).
 
 Each task i keeps running first and second moments of its value targets, giving a shift mu_i and a
-scale sigma_i; the critic is trained on normalised targets (G - mu_i) / sigma_i and its output is
-denormalised with the statistics of the sample's own task. When the statistics move, ART rescales the
-last linear map so that every task's unnormalised prediction is unchanged. A scalar head shared by
-all tasks cannot be rescaled for every task at once, so in that case each task owns a scalar affine
-output layer n_i = w_i h + b_i (w_i = 1, b_i = 0 at start) on top of the shared head output h, and
-ART rescales (w_i, b_i); the affine is part of the PopArt state and is changed only by ART, so the
-trainable parameter count is the network's. With one head per task, ART rescales each task's column
-of the head's kernel and its bias instead (Adam's moments are not rescaled, as in the paper). All
-functions are pure and jittable.
+scale sigma_i. The critic's last linear map outputs one *normalised* value n_i(s) per task and is
+trained by gradient descent on normalised targets (G - mu_i) / sigma_i; the value is denormalised as
+V_i(s) = sigma_i n_i(s) + mu_i. When the statistics move, ART ("Adaptively Rescaling Targets")
+rescales that last linear map so that every task's unnormalised prediction is unchanged ("Preserving
+Outputs Precisely"). The last map is either one head column per task, or, when the critic has one
+scalar head shared by all tasks, a per-task affine n_i = w_i h + b_i on top of it (the critic's
+`popart` parameters, 2 per task, trained with the rest of the critic). With either, the gradient a
+task sends into the shared critic is that of a unit-scale regression, whatever the scale of its
+returns: that is what balances the per-task critic gradients.
+
+The statistics are updated once per training iteration from that iteration's value targets (the
+targets do not change between the epochs of an iteration), with step size beta per iteration; see
+`update_stats`. Adam's moments are not rescaled, as in the papers. All functions are pure and jittable.
 """
 
 from __future__ import annotations
@@ -27,15 +31,12 @@ class PopArtState:
     mean: jax.Array  # [T] running E[G]
     second_moment: jax.Array  # [T] running E[G^2]
     count: jax.Array  # [T] number of statistics updates so far
-    affine_w: jax.Array  # [T] per-task output scale (scalar-head case)
-    affine_b: jax.Array  # [T] per-task output shift (scalar-head case)
 
 
 def init_popart(num_tasks: int) -> PopArtState:
-    """Statistics (mu, nu) = (0, 1), so sigma = 1 and the affine is the identity before any update."""
+    """Statistics (mu, nu) = (0, 1), so sigma = 1 and V = n before any update."""
     zeros = jnp.zeros((num_tasks,), jnp.float32)
-    ones = jnp.ones((num_tasks,), jnp.float32)
-    return PopArtState(mean=zeros, second_moment=ones, count=zeros, affine_w=ones, affine_b=zeros)
+    return PopArtState(mean=zeros, second_moment=jnp.ones((num_tasks,), jnp.float32), count=zeros)
 
 
 def popart_sigma(state: PopArtState) -> jax.Array:
@@ -47,9 +48,11 @@ def popart_sigma(state: PopArtState) -> jax.Array:
 def update_stats(state: PopArtState, targets: jax.Array, beta: float) -> PopArtState:
     """mu_i <- (1-b_i) mu_i + b_i mean(G_i), nu_i <- (1-b_i) nu_i + b_i mean(G_i^2), b_i = max(beta, 1/k_i) (van Hasselt 2016, eq. 11).
 
-    `targets` is [T, n]: n value targets of every task. The step max(beta, 1/k) with k the update
-    count makes the first statistics the sample's own (no bias towards the (0, 1) start), then an
-    exponential moving average with step beta.
+    `targets` is [T, n]: the n value targets of every task in one training iteration. beta is the
+    step size per update, i.e. per iteration: the statistics average the iterations with weights
+    decaying as (1 - beta)^age, a horizon of about 1/beta iterations. The step max(beta, 1/k), with
+    k the update count, makes them the plain average of all iterations so far until k = 1/beta (no
+    bias towards the (0, 1) start; the first update sets them to the first iteration's own).
     """
     count = state.count + 1.0
     step = jnp.maximum(beta, 1.0 / count)
@@ -77,14 +80,15 @@ def denormalize(values: jax.Array, mu: jax.Array, sigma: jax.Array) -> jax.Array
     return sigma * values + mu
 
 
-def task_outputs(state: PopArtState, head_out: jax.Array, task_id: jax.Array) -> jax.Array:
-    """Normalised prediction of each sample for its own task: n = w_i h + b_i (scalar head) or head_i.
+def task_outputs(head_out: jax.Array, task_id: jax.Array) -> jax.Array:
+    """Normalised prediction n_i(s) of each sample for its own task i.
 
-    `head_out` is the critic output [..., H] with H = 1 (scalar head) or T (one head per task);
-    `task_id` is int [...] (broadcastable).
+    `head_out` is the critic output [..., H]: H = T (PopArt's per-task outputs, from per-task heads or
+    the per-task affine) or H = 1 (a plain scalar critic, used for every task); `task_id` is int [...]
+    (broadcastable).
     """
     if head_out.shape[-1] == 1:
-        return state.affine_w[task_id] * head_out[..., 0] + state.affine_b[task_id]
+        return head_out[..., 0]
     task_id = jnp.broadcast_to(task_id, head_out.shape[:-1])
     return jnp.take_along_axis(head_out, task_id[..., None], axis=-1)[..., 0]
 
@@ -92,24 +96,37 @@ def task_outputs(state: PopArtState, head_out: jax.Array, task_id: jax.Array) ->
 def unnormalized_value(state: PopArtState, head_out: jax.Array, task_id: jax.Array) -> jax.Array:
     """V_i(s) = sigma_i n_i(s) + mu_i, with the statistics of each sample's task."""
     sigma = popart_sigma(state)
-    return denormalize(task_outputs(state, head_out, task_id), state.mean[task_id], sigma[task_id])
+    return denormalize(task_outputs(head_out, task_id), state.mean[task_id], sigma[task_id])
+
+
+def output_layer(critic_params) -> tuple[str, str, str]:
+    """(module, weight, bias) names of the critic's per-task output map that ART rescales."""
+    params = critic_params["params"]
+    if "popart" in params:
+        return "popart", "scale", "shift"
+    if params["head"]["kernel"].shape[-1] > 1:
+        return "head", "kernel", "bias"
+    raise ValueError("PopArt needs per-task critic outputs: per-task heads or the per-task affine (Critic(task_affine=True))")
 
 
 def update_and_rescale(
     state: PopArtState, critic_params, targets: jax.Array, beta: float
 ) -> tuple[PopArtState, dict]:
-    """One PopArt step: update every task's statistics with its targets [T, n], then ART-rescale.
+    """One PopArt step: update every task's statistics with its targets [T, n], then ART-rescale the
+    per-task output map (`output_layer`) so every unnormalised prediction is preserved.
 
-    Rescales the per-task affine when the critic head is scalar, or the per-task head columns of
-    `critic_params["params"]["head"]` otherwise, so unnormalised predictions are preserved.
+    A task's first update sets its statistics without ART: the untrained head's outputs hold nothing
+    worth preserving, and preserving them would shrink w_i to 1/sigma_i (1e-3 for returns of scale
+    1000), so that task's gradient into the shared critic would start ~1/sigma_i times that of a
+    unit-scale task until Adam grows w_i back, by about one learning rate per step (docs/design.md, "PopArt").
     """
     sigma = popart_sigma(state)
     new_state = update_stats(state, targets, beta)
     new_sigma = popart_sigma(new_state)
-    head = critic_params["params"]["head"]
-    if head["kernel"].shape[-1] == 1:
-        w, b = art_rescale(state.affine_w, state.affine_b, state.mean, sigma, new_state.mean, new_sigma)
-        return new_state.replace(affine_w=w, affine_b=b), critic_params
-    kernel, bias = art_rescale(head["kernel"], head["bias"], state.mean, sigma, new_state.mean, new_sigma)
-    params = {**critic_params["params"], "head": {**head, "kernel": kernel, "bias": bias}}
+    module, w_name, b_name = output_layer(critic_params)
+    layer = critic_params["params"][module]
+    w, b = art_rescale(layer[w_name], layer[b_name], state.mean, sigma, new_state.mean, new_sigma)
+    first = state.count == 0  # [T], broadcast over the last (task) axis of w and b
+    w, b = jnp.where(first, layer[w_name], w), jnp.where(first, layer[b_name], b)
+    params = {**critic_params["params"], module: {**layer, w_name: w, b_name: b}}
     return new_state, {**critic_params, "params": params}

@@ -191,7 +191,7 @@ def actor_task_loss(
 def critic_task_loss(params, apply_fn: Callable, popart_state: popart.PopArtState, samples: TaskSamples):
     """One task's value loss on PopArt-normalised targets; returns (loss, loss)."""
     head_out = apply_fn(params, samples.obs)
-    prediction = popart.task_outputs(popart_state, head_out, samples.task_id)
+    prediction = popart.task_outputs(head_out, samples.task_id)
     sigma = popart.popart_sigma(popart_state)[samples.task_id]
     target = popart.normalize(samples.target, popart_state.mean[samples.task_id], sigma)
     loss = value_loss(prediction, target)

@@ -3,8 +3,8 @@
 
 One call of `train_chunk` runs K iterations, each: a `lax.scan` rollout of the batched env, a running
 observation-normaliser update, GAE with truncation bootstrapping, then epochs of task-stratified
-minibatches. In a minibatch, PopArt first updates every task's statistics and ART-rescales the value
-output; per-task actor and critic losses are vmapped over the task axis to give per-task gradients of
+minibatches. Before the epochs, PopArt updates every task's return statistics with the iteration's
+targets and ART-rescales the per-task value outputs; in a minibatch, per-task actor and critic losses are vmapped over the task axis to give per-task gradients of
 each side, each side's combiner turns them into one gradient, and optax applies it. The training
 state is one dataclass; the host loop only times, evaluates, logs (`logger`: metrics.jsonl and
 wandb), checkpoints (`checkpoint`: the whole TrainState, so rerunning with the same --out resumes
@@ -106,6 +106,7 @@ def build_networks(config: cfg.Config, observation_size: int, action_size: int, 
         critic_layer_norm=config.toppo.critic_layer_norm,
         ln_affine=net_c.ln_affine,
         per_task_heads=net_c.critic_heads == "per_task",
+        popart_affine=config.toppo.popart,
         log_std_min=net_c.log_std_min,
         log_std_max=net_c.log_std_max,
         log_std_clip=net_c.log_std_clip,
@@ -200,11 +201,6 @@ def make_train(config: cfg.Config, env, eval_env=None, mesh=None) -> Trainer:
     def minibatch_step(carry, xs):
         actor_params, critic_params, actor_opt, critic_opt, popart_state, hp = carry
         samples, key = xs
-        if top.popart:
-            # van Hasselt et al. 2016, Alg. 1: statistics and ART first, then SGD on the new targets.
-            popart_state, critic_params = popart.update_and_rescale(
-                popart_state, critic_params, samples.target, hp["popart_beta"]
-            )
         ent_key, actor_key, critic_key = jax.random.split(key, 3)
         actor_grads, (surrogate, entropy, kl, clip_frac, log_std) = replicate(per_task_actor_grads(
             actor_params, samples, jax.random.split(ent_key, num_tasks), hp["entropy_coef"]
@@ -279,7 +275,12 @@ def make_train(config: cfg.Config, env, eval_env=None, mesh=None) -> Trainer:
             minibatches = minibatches._replace(task_id=jnp.broadcast_to(task_ids, (num_minibatches, num_tasks)))
             return jax.lax.scan(minibatch_step, carry, (minibatches, jax.random.split(step_key, num_minibatches)))
 
-        carry = (state.actor_params, state.critic_params, state.actor_opt_state, state.critic_opt_state, state.popart, state.hparams)
+        popart_state, critic_params = state.popart, state.critic_params
+        if top.popart:
+            # van Hasselt et al. 2016, Alg. 1: statistics and ART first, then SGD on the new targets;
+            # once per iteration, from this iteration's targets (they are the same in every epoch).
+            popart_state, critic_params = popart.update_and_rescale(popart_state, critic_params, batch.target, state.hparams["popart_beta"])
+        carry = (state.actor_params, critic_params, state.actor_opt_state, state.critic_opt_state, popart_state, state.hparams)
         carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(epoch_rng, ppo_c.num_epochs))
         flags = {k: jnp.any(metrics.pop(k), axis=(0, 1)) for k in ("nonfinite_actor", "nonfinite_critic")}
         metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=(0, 1)), metrics)
