@@ -159,7 +159,7 @@ def test_validating_a_run_starts_no_jax_backend():
     resolving tasks and validating the config must not start one (a module-level jnp array would)."""
     code = (
         "import jax._src.xla_bridge as xb\n"
-        "import envs, toppo_jax.train as t, toppo_jax.evaluate, experiments.presets\n"
+        "import envs, toppo_jax.train as t, toppo_jax.evaluate, toppo_jax.presets\n"
         "config = t.parse_args(['--tasks', 'mt50'])\n"
         "from toppo_jax import config as cfg\n"
         "cfg.validate(config, len(t.resolve_tasks('mt50')))\n"

@@ -8,7 +8,7 @@ import sys
 import conftest_fake_env  # noqa: F401  (repository root on sys.path)
 import pytest
 
-from experiments import presets
+from toppo_jax import presets
 from toppo_jax import config as cfg
 from toppo_jax import train
 
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
     cfg.validate(cfg.Config(), 10)
-    for name, config in presets.PRESETS.items():
+    for name, config in ((n, presets.get_preset(n)) for n in presets.names()):
         cfg.validate(config, 50)
         cfg.validate(config, 10)
 
@@ -38,7 +38,7 @@ def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
         ({"ppo": {"gamma": 1.5}}, "--gamma 1.5", "[0, 1]"),
         ({"toppo": {"popart_beta": 1.0}}, "--popart-beta 1.0", "(0, 1)"),
         ({"toppo": {"fairgrad_alpha": 0.0}}, "--fairgrad-alpha 0.0", "> 0"),
-        ({"train": {"total_env_steps": 0}}, "--total-env-steps 0", "> 0"),
+        ({"train": {"total_env_steps": -1}}, "--total-env-steps -1", ">= 0"),
         ({"train": {"worst_k": (1, 0)}}, "--worst-k 1 0", "positive"),
         ({"network": {"critic_hidden": ()}}, "--critic-hidden (empty)", "positive widths"),
         ({"ppo": {"num_minibatches": 7}}, "--num-minibatches 7", "divisor of 8000"),
@@ -71,20 +71,45 @@ def test_resolve_tasks():
 
 
 def test_config_dict_round_trip():
-    config = presets.PRESETS["toppo_actor-fairgrad_critic-pcgrad"]
+    config = presets.get_preset("toppo_actor-fairgrad_critic-pcgrad")
     assert cfg.from_dict(json.loads(json.dumps(cfg.to_dict(config)))) == config
 
 
 def test_presets_encode_the_ablation_ladder():
-    p = presets.PRESETS
-    assert (p["mtppo"].toppo.popart, p["mtppo"].toppo.critic_layer_norm) == (False, False)
-    assert (p["mtppo"].toppo.actor_combiner, p["mtppo"].toppo.critic_combiner) == ("mean", "mean")
-    assert (p["popart"].toppo.popart, p["popart"].toppo.critic_layer_norm) == (True, False)
-    assert (p["popart_ln"].toppo.popart, p["popart_ln"].toppo.critic_layer_norm) == (True, True)
-    variant = p["toppo_actor-pcgrad_critic-cagrad"].toppo
-    assert (variant.actor_combiner, variant.critic_combiner, variant.popart) == ("pcgrad", "cagrad", True)
+    p = {name: presets.get_preset(name) for name in presets.names()}
+    rows = {  # (PopArt, LN-c, actor combiner, critic combiner)
+        "mtppo": (False, False, "mean", "mean"),
+        "popart": (True, False, "mean", "mean"),
+        "ln_critic": (False, True, "mean", "mean"),
+        "popart_ln": (True, True, "mean", "mean"),
+        "toppo_no_popart": (False, True, "pcgrad", "cagrad"),
+        "toppo_no_ln": (True, False, "pcgrad", "cagrad"),
+        "toppo": (True, True, "pcgrad", "cagrad"),
+        "toppo_actor-fairgrad_critic-mean": (True, True, "fairgrad", "mean"),
+    }
+    for name, row in rows.items():
+        for variant in (name, f"{name}-mt10", f"{name}-mt50"):
+            t = p[variant].toppo
+            assert (t.popart, t.critic_layer_norm, t.actor_combiner, t.critic_combiner) == row, variant
+    assert sum(name.startswith("toppo_actor-") and "-mt" not in name for name in p) == 16
     assert p["mt50"].env.tasks == "mt50" and p["mt50"].toppo.cagrad_c == 0.5 and p["mt10"].toppo.cagrad_c == 0.9
-    assert p["mt50"].train.total_env_steps == 50 * 2_000_000
+    assert p["mtppo-mt50"].env.tasks == "mt50" and p["mtppo-mt50"].toppo.cagrad_c == 0.5 and p["mtppo-mt50"].train.eval_every == 5_000_000
+    assert p["toppo"] == cfg.replace(p["mt10"], toppo={}) and p["toppo"].toppo == cfg.Config().toppo.__class__(cagrad_c=0.9)
+    assert presets.get_preset("mtppo", "mt50") == p["mtppo-mt50"]
+    # The budget: 2M env steps per task unless --total-env-steps is given.
+    assert cfg.total_env_steps(p["mt50"], 50) == 100_000_000 and cfg.total_env_steps(p["mt10"], 10) == 20_000_000
+    assert cfg.total_env_steps(cfg.Config(), 1) == 2_000_000
+    assert cfg.total_env_steps(cfg.replace(cfg.Config(), train={"total_env_steps": 5}), 50) == 5
+    assert "mtppo" in presets.table() and presets.table().count("\n") == 2 + len(presets.BENCHMARKS) + len(presets.METHODS)
+
+
+def test_tasks_pick_the_benchmark_settings_without_a_preset():
+    mt50 = train.parse_args(["--tasks", "mt50"])
+    assert mt50 == presets.get_preset("mt50")
+    assert train.parse_args(["--tasks=MT50"]).toppo.cagrad_c == 0.5
+    assert train.parse_args([]) == presets.get_preset("mt10")
+    two = train.parse_args(["--tasks", "reach,push"])
+    assert two.env.tasks == "reach,push" and two.train.total_env_steps == 0 and two.toppo == cfg.Config().toppo
 
 
 def test_unknown_preset_suggests_the_closest():
@@ -111,7 +136,7 @@ def test_parse_args_preset_then_flag_overrides():
         (["--num-minibatches", "100000"], "smaller than the 4 tasks"),
         (["--envs-per-task", "0"], "--envs-per-task 0 is not valid; it must be > 0"),
         (["--learning-rate", "-1e-3"], "--learning-rate -0.001 is not valid"),
-        (["--total-env-steps", "0"], "--total-env-steps 0"),
+        (["--total-env-steps", "-5"], "--total-env-steps -5"),
         (["--nan-rollbacks", "-1"], "--nan-rollbacks -1"),
         (["--critic-combiner", "fairgard"], "did you mean fairgrad"),
         (["--impl", "cuda"], "choose one of: mujoco, warp, jax, auto"),

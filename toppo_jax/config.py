@@ -77,7 +77,7 @@ class ToppoConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    total_env_steps: int = 20_000_000
+    total_env_steps: int = 0  # env steps per seed; 0: 2M per task, the Meta-World+ budget (MT1 2M, MT10 2e7, MT50 1e8)
     iterations_per_chunk: int = 1  # K iterations per jitted call
     eval_every: int = 2_000_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 50  # episodes per task, one per goal of its 50-goal table
@@ -113,6 +113,14 @@ def replace(config: Config, **sections: Mapping) -> Config:
     return dataclasses.replace(
         config, **{name: dataclasses.replace(getattr(config, name), **fields) for name, fields in sections.items()}
     )
+
+
+STEPS_PER_TASK = 2_000_000  # the Meta-World+ budget: 2M env steps per task
+
+
+def total_env_steps(config: Config, num_tasks: int) -> int:
+    """The run's budget per seed: --total-env-steps, or 2M env steps per task when it is 0 (the default)."""
+    return config.train.total_env_steps or STEPS_PER_TASK * num_tasks
 
 
 def to_dict(config: Config) -> dict:
@@ -271,7 +279,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _choice("--critic-combiner", top.critic_combiner, COMBINERS)
     _positive("--cagrad-c", top.cagrad_c, allow_zero=True)
     _positive("--fairgrad-alpha", top.fairgrad_alpha)
-    _positive("--total-env-steps", train.total_env_steps)
+    _positive("--total-env-steps", train.total_env_steps, allow_zero=True)
     _positive("--iterations-per-chunk", train.iterations_per_chunk)
     _positive("--eval-every", train.eval_every, allow_zero=True)
     _positive("--eval-episodes", train.eval_episodes)

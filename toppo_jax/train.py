@@ -431,31 +431,38 @@ def _condense(text: str) -> str:
     return " ".join(keep[1:] or keep) or "invalid arguments"
 
 
+def _flag_value(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """The value of `flag` in argv (`--flag V` or `--flag=V`), and argv without it; None if absent."""
+    for i, arg in enumerate(argv):
+        if arg == flag:
+            if i + 1 >= len(argv):
+                return "", argv[:i]
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1 :]
+    return None, argv
+
+
 def parse_args(argv: Sequence[str] | None = None) -> cfg.Config:
-    """`--preset NAME` picks the base config (experiments/presets.py); every other flag overrides it."""
+    """`--preset NAME` picks the method (toppo_jax/presets.py), `--tasks` the benchmark settings (mt10,
+    mt50 or the plain defaults); every other flag overrides them."""
     import tyro
 
-    from experiments import presets
+    from toppo_jax import presets
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    preset = None
-    for i, arg in enumerate(argv):
-        if arg == "--preset":
-            if i + 1 >= len(argv):
-                raise cfg.ConfigError(f"--preset needs a name; valid: {presets.describe()}")
-            preset = argv[i + 1]
-            argv = argv[:i] + argv[i + 2 :]
-            break
-        if arg.startswith("--preset="):
-            preset = arg.split("=", 1)[1]
-            argv = argv[:i] + argv[i + 1 :]
-            break
-    base = presets.get_preset(preset) if preset is not None else cfg.Config()
+    preset, argv = _flag_value(argv, "--preset")
+    if preset == "":
+        raise cfg.ConfigError(f"--preset needs a name; valid: {presets.describe()}")
+    tasks, _ = _flag_value(argv, "--tasks")
+    base = presets.get_preset(preset, tasks) if preset is not None else presets.benchmark_base(tasks)
     kwargs = dict(
         default=base,
         args=argv,
         prog="python -m toppo_jax.train",
-        description=f"Train TOPPO. --preset NAME picks a named config: {presets.describe()}.",
+        description=(f"Train TOPPO. --tasks mt10|mt50 picks that benchmark's settings and budget (2M env steps per task "
+                     f"unless --total-env-steps is given). --preset NAME picks a method: {presets.describe()} "
+                     "(python -m toppo_jax.presets lists them)."),
         config=(tyro.conf.OmitArgPrefixes,),
     )
     if "-h" in argv or "--help" in argv:
@@ -662,7 +669,7 @@ def _run_locked(config, tasks, make_env, compiler_options, out, console, warn_on
             restored = checkpointer.restore(abstract, layout, warn=warn) if may_resume else None
             steps_per_chunk = trainer.env_steps_per_chunk
             steps_per_iteration = steps_per_chunk // train_c.iterations_per_chunk
-            num_chunks = max(1, math.ceil(train_c.total_env_steps / steps_per_chunk))
+            num_chunks = max(1, math.ceil(cfg.total_env_steps(config, len(tasks)) / steps_per_chunk))
             lr_scale = 1.0
             if restored is not None:
                 state, meta = restored
