@@ -88,15 +88,14 @@ class MultiTaskEnv:
         n = self.envs_per_task
         parts = self._split(state)
         actions = [action[i * n : (i + 1) * n] for i in range(self.num_tasks)]
-        if self.impl == "mujoco":
-            return self._merge(self._sharded(self._step_fused)(parts, actions))
-        return self._merge([self._sharded(e.step)(p, a) for e, p, a in zip(self.envs, parts, actions)])
+        return self._merge(self._sharded(self._step_groups)(parts, actions))
 
-    def _step_fused(self, parts: list[State], actions: list[jax.Array]) -> list[State]:
-        """Every task group's physics in one host callback (mujoco backend), then each task's logic."""
-        from envs.backends.mujoco_backend import step_groups
-
-        physics = step_groups([e.backend for e in self.envs], [p.data for p in parts], actions)
+    def _step_groups(self, parts: list[State], actions: list[jax.Array]) -> list[State]:
+        """Every task group's physics through the backend class's ``step_groups`` (mujoco: one host
+        callback for all groups; warp: each group's own step), then each task's logic."""
+        backends = [e.backend for e in self.envs]
+        actions = [a.astype(jnp.float32) for a in actions]
+        physics = type(backends[0]).step_groups(backends, [p.data for p in parts], actions)
         return [e.finish(p, data, kin, a) for e, p, (data, kin), a in zip(self.envs, parts, physics, actions)]
 
     def _sharded(self, step):

@@ -1,11 +1,13 @@
-"""Physics backends: one narrow interface, three implementations (DESIGN.md section 4).
+"""Physics backends: one narrow interface, three implementations (docs/design.md, "Layers").
 
-A backend owns the physics part of ``State.data`` (a pytree with a leading env axis) and implements:
+The interface is ``PhysicsBackend`` (``envs/backends/base.py``), a ``typing.Protocol``. A backend
+owns the physics part of ``State.data`` (a pytree with a leading env axis) and implements:
 
     data = backend.init_table(states)        # float64 [n, nstate] port-layout states -> data [n, ...]
     data, kin = backend.step(data, action)   # batched: Sawyer control law, frame_skip substeps, forward
     states = backend.physics_state(data)     # host: data [B, ...] -> float64 [B, nstate]
     data = backend.set_physics(data, states) # state replay: copy float64 states in
+    out = type(backend).step_groups(backends, datas, actions)  # several task groups in one go
 
 The step is batched (not per env under vmap) because MuJoCo Warp sizes its contact buffers for the
 whole batch, and ``mujoco.rollout`` runs a batch on its thread pool.
@@ -16,6 +18,8 @@ gripper ctrl (a[3], -a[3]), ``frame_skip`` = 5 substeps, then ``mj_forward``.
 """
 
 from __future__ import annotations
+
+from envs.backends.base import PhysicsBackend, step_each  # noqa: F401
 
 IMPLS = ("mujoco", "warp", "jax")
 

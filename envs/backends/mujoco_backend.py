@@ -33,6 +33,7 @@ from flax import struct
 from mujoco import rollout as mj_rollout
 
 from envs.assets import FRAME_WIDTH, TaskModel
+from envs.backends.base import PhysicsBackend
 from envs.types import Frame, Kinematics
 
 FRAME_SKIP = 5
@@ -129,7 +130,7 @@ class _Job:
     sens: np.ndarray  # float64 [n, 1, nsensordata]
 
 
-class MujocoBackend:
+class MujocoBackend(PhysicsBackend):
     name = "mujoco"
 
     def __init__(self, tm: TaskModel, mocap_low, mocap_high, nthread: int | None = None):
@@ -237,6 +238,11 @@ class MujocoBackend:
     def step(self, data: MujocoData, action: jax.Array) -> tuple[MujocoData, Kinematics]:
         """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
         return step_groups([self], [data], [action])[0]
+
+    @classmethod
+    def step_groups(cls, backends, datas, actions) -> list[tuple[MujocoData, Kinematics]]:
+        """Every task group's control step in ONE host callback (the module-level ``step_groups``)."""
+        return step_groups(backends, datas, actions)
 
 
 def step_groups(backends, datas, actions, workers: HostWorkers | None = None) -> list[tuple[MujocoData, Kinematics]]:

@@ -37,6 +37,7 @@ import numpy as np
 from flax import struct
 
 from envs.assets import TaskModel
+from envs.backends.base import PhysicsBackend
 from envs.backends.mujoco_backend import FRAME_SKIP, MOCAP_QUAT, unpack_frames
 from envs.types import Kinematics
 
@@ -136,7 +137,9 @@ def edit_model(model: mujoco.MjModel) -> tuple[mujoco.MjModel, tuple[str, ...]]:
     return model, tuple(edits)
 
 
-class WarpBackend:
+class WarpBackend(PhysicsBackend):
+    """The ``warp`` physics backend; ``step_groups`` is the default one (each group's own Warp step)."""
+
     name = "warp"
 
     def __init__(self, tm: TaskModel, mocap_low, mocap_high, *, nacon_per_env: int | None = None,
