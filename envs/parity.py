@@ -1,4 +1,4 @@
-"""Expert parity and state replay against official Meta-World (contract 1 in DESIGN.md).
+"""Expert parity and state replay against official Meta-World (docs/port.md, "Expert parity" and "State replay").
 
     python -m envs.parity --tasks mt10 --episodes 20 --seed 0 [--impl mujoco] --json parity.json
 
@@ -26,9 +26,10 @@ import numpy as np
 
 from envs import assets
 from envs.backends import BackendUnavailableError
+from envs.control import MAX_PATH_LENGTH, NUM_GOALS
 from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
 
-EPISODE_LENGTH = 500
+EPISODE_LENGTH = MAX_PATH_LENGTH
 
 
 class _Expert:
@@ -49,7 +50,7 @@ def expert(task: str) -> _Expert:
 
 def goal_indices(episodes: int, seed: int) -> np.ndarray:
     """``episodes`` goal indices: a seeded permutation of the 50 goals, distinct while episodes <= 50."""
-    perm = np.random.default_rng(seed).permutation(50)
+    perm = np.random.default_rng(seed).permutation(NUM_GOALS)
     return np.resize(perm, episodes)
 
 

@@ -20,12 +20,11 @@ import numpy as np
 
 from envs import assets
 from envs.backends import make_backend
+from envs.control import ACTION_SIZE, GRIPPER_DISTANCE_SCALE, NUM_GOALS
 from envs.tasks.base import SAWYER_FRAMES, Task, common_constants
 from envs.types import Kinematics, State
 
 OBS_SIZE = 39
-ACTION_SIZE = 4
-NUM_GOALS = 50
 STEP_INFO_KEYS = ("success", "near_object", "grasp_success", "grasp_reward", "in_place_reward", "obj_to_target", "unscaled_reward")
 
 
@@ -101,7 +100,7 @@ class SawyerEnv:
     def observe(self, kin: Kinematics, prev: jax.Array, consts: dict) -> tuple[jax.Array, jax.Array]:
         """(clipped 39-d obs, unclipped current 18-d block): SawyerXYZEnv._get_obs + the clip in step()."""
         hand = kin.pos("body:hand")
-        gripper = jnp.clip(jnp.linalg.norm(kin.pos("body:rightclaw") - kin.pos("body:leftclaw")) / 0.1, 0.0, 1.0)
+        gripper = jnp.clip(jnp.linalg.norm(kin.pos("body:rightclaw") - kin.pos("body:leftclaw")) / GRIPPER_DISTANCE_SCALE, 0.0, 1.0)
         pos, quat = self.task.objects(kin, consts)
         blocks = [jnp.concatenate([pos[3 * i : 3 * i + 3], quat[4 * i : 4 * i + 4]]) for i in range(pos.shape[0] // 3)]
         objs = jnp.concatenate(blocks)

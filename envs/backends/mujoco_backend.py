@@ -34,11 +34,9 @@ from mujoco import rollout as mj_rollout
 
 from envs.assets import FRAME_WIDTH, TaskModel
 from envs.backends.base import PhysicsBackend
+from envs.control import ACTION_SCALE, ACTION_SIZE, FRAME_SKIP, MOCAP_QUAT
 from envs.types import Frame, Kinematics
 
-FRAME_SKIP = 5
-ACTION_SCALE = np.float32(1.0 / 100)
-MOCAP_QUAT = np.array([1.0, 0.0, 1.0, 0.0])
 # Mocap poses travel as (constant) controls: FULLPHYSICS, which rollout returns, excludes them.
 CONTROL_SPEC = int(mujoco.mjtState.mjSTATE_CTRL.value | mujoco.mjtState.mjSTATE_MOCAP_POS.value | mujoco.mjtState.mjSTATE_MOCAP_QUAT.value)
 
@@ -160,8 +158,8 @@ class MujocoBackend(PhysicsBackend):
         """The control law, in the official (float32 action) arithmetic: SawyerXYZEnv.set_xyz_action."""
         lead = state_bits.shape[:-1]
         state = from_bits(state_bits.reshape(-1, state_bits.shape[-1])).copy()
-        act = np.asarray(action, np.float32).reshape(-1, 4)
-        delta = np.clip(act[:, :3], -1, 1) * ACTION_SCALE
+        act = np.asarray(action, np.float32).reshape(-1, ACTION_SIZE)
+        delta = np.clip(act[:, :3], -1, 1) * np.float32(ACTION_SCALE)  # float32 action x scale, as official
         state[:, self._mpos] = np.clip(state[:, self._mpos] + delta, self.mocap_low, self.mocap_high)
         state[:, self._mquat] = MOCAP_QUAT
         ctrl = np.stack([act[:, 3], -act[:, 3]], axis=-1).astype(np.float64)

@@ -38,7 +38,8 @@ from flax import struct
 
 from envs.assets import TaskModel
 from envs.backends.base import PhysicsBackend
-from envs.backends.mujoco_backend import FRAME_SKIP, MOCAP_QUAT, unpack_frames
+from envs.backends.mujoco_backend import unpack_frames
+from envs.control import ACTION_DIVISOR, FRAME_SKIP, MOCAP_QUAT
 from envs.types import Kinematics
 
 log = logging.getLogger("envs")
@@ -227,7 +228,8 @@ class WarpBackend(PhysicsBackend):
 
         def one(row: WarpData, a: jax.Array):
             # SawyerXYZEnv.set_xyz_action + the gripper's two position actuators.
-            pos = jnp.clip(row.mocap_pos[k] + jnp.clip(a[:3], -1.0, 1.0) / 100.0, self.mocap_low, self.mocap_high)
+            # float32 division by 100 (the mujoco backend multiplies by float32(0.01) as official: ulp-level apart)
+            pos = jnp.clip(row.mocap_pos[k] + jnp.clip(a[:3], -1.0, 1.0) / ACTION_DIVISOR, self.mocap_low, self.mocap_high)
             d = template.replace(
                 qpos=row.qpos, qvel=row.qvel, qacc_warmstart=row.qacc_warmstart,
                 mocap_pos=row.mocap_pos.at[k].set(pos),

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs.control import MAX_PATH_LENGTH
 from envs.types import Kinematics
 
 SAWYER_FRAMES = (
@@ -34,7 +35,7 @@ def tcp_center(kin: Kinematics) -> jax.Array:
 class Task:
     name: str = ""
     frames: tuple[str, ...] = ()
-    max_path_length: int = 500
+    max_path_length: int = MAX_PATH_LENGTH
 
     def constants(self, env) -> dict[str, np.ndarray]:
         """Per-episode constants read from the official env after reset (host side, numpy)."""

@@ -7,6 +7,7 @@ import mujoco
 import numpy as np
 
 from envs import rewards
+from envs.control import MOCAP_QUAT
 from envs.tasks.base import Task, info, tcp_center
 
 TARGET_RADIUS = 0.05  # base class SawyerXYZEnv.TARGET_RADIUS
@@ -25,7 +26,7 @@ def _first_step_target_to_obj(env) -> float:
     mujoco.mj_getState(m, env.data, buf, spec)
     d = mujoco.MjData(m)
     mujoco.mj_setState(m, d, buf, spec)
-    d.mocap_quat[0] = [1, 0, 1, 0]  # set_xyz_action(0): mocap_pos unchanged
+    d.mocap_quat[0] = MOCAP_QUAT  # set_xyz_action(0): mocap_pos unchanged
     d.ctrl[:] = 0.0  # do_simulation([0, -0])
     mujoco.mj_step(m, d, nstep=env.frame_skip)
     mujoco.mj_forward(m, d)
