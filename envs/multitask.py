@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from envs.registry import benchmark_for, resolve_tasks
-from envs.sawyer import ACTION_SIZE, OBS_SIZE, SawyerEnv
-from envs.types import State
+from envs.control import ACTION_SIZE
+from envs.sawyer import SawyerEnv
+from envs.types import OBS_SIZE, State
 
 
 class MultiTaskEnv:

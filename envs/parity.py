@@ -27,6 +27,7 @@ import numpy as np
 from envs import assets
 from envs.backends import BackendUnavailableError
 from envs.control import MAX_PATH_LENGTH, NUM_GOALS
+from envs.types import OBS_FRAME, OBS_HAND, OBS_OBJ1_POS
 from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
 
 EPISODE_LENGTH = MAX_PATH_LENGTH
@@ -102,10 +103,10 @@ def replay_errors(env, goal: int, traj: dict, steps: np.ndarray | None = None) -
     qpos = env.task_model.state_slices()["qpos"]
     state = env.reset(jax.random.PRNGKey(0), n, goals=jnp.full((n,), goal))
     data = env.backend.set_physics(state.data, traj["state"][steps])
-    info = {**state.info, "prev": jnp.asarray(traj["obs"][steps, :18], jnp.float32)}
+    info = {**state.info, "prev": jnp.asarray(traj["obs"][steps, OBS_FRAME], jnp.float32)}
     out = jax.jit(env.step)(state.replace(data=data, info=info), jnp.asarray(traj["action"][steps]))
     obs = np.asarray(out.info["final_obs"])
-    qpos_port = env.backend.physics_state(out.data)[:, qpos]
+    qpos_port = env.physics_state(out)[:, qpos]
     return {
         # the port against official stepped the way the port steps (cold solver start): exactness
         "obs": np.abs(obs - traj["obs_cold"][steps]).max(axis=-1),
@@ -185,8 +186,8 @@ def backend_agreement(env, reference, goals: np.ndarray) -> tuple[np.ndarray, di
     errors = {}
     for t in AGREEMENT_STEPS:
         d = np.abs(out["replay_obs"][t - 1] - ref_obs[t - 1])
-        errors[f"obj_err_{t}"] = float(d[:, 4:7].max())
-        errors[f"hand_err_{t}"] = float(d[:, 0:3].max())
+        errors[f"obj_err_{t}"] = float(d[:, OBS_OBJ1_POS].max())
+        errors[f"hand_err_{t}"] = float(d[:, OBS_HAND].max())
     errors["reference_success"] = float(ref["success"].mean())
     return out["success"], errors
 

@@ -22,9 +22,7 @@ from envs import assets
 from envs.backends import make_backend
 from envs.control import ACTION_SIZE, GRIPPER_DISTANCE_SCALE, NUM_GOALS
 from envs.tasks.base import SAWYER_FRAMES, Task, common_constants
-from envs.types import Kinematics, State
-
-OBS_SIZE = 39
+from envs.types import OBJECTS_SIZE, OBS_FRAME, OBS_SIZE, Kinematics, State
 STEP_INFO_KEYS = ("success", "near_object", "grasp_success", "grasp_reward", "in_place_reward", "obj_to_target", "unscaled_reward")
 
 
@@ -87,7 +85,7 @@ class SawyerEnv:
         info = {
             "goal_index": goal.astype(jnp.int32),
             "steps": steps.astype(jnp.int32),
-            "prev": obs[:18],
+            "prev": obs[OBS_FRAME],
             "consts": consts,
             "rng": rng,
             "truncation": zero,
@@ -98,13 +96,15 @@ class SawyerEnv:
         return State(data=data, obs=obs, reward=zero, done=zero, metrics={"success": zero}, info=info)
 
     def observe(self, kin: Kinematics, prev: jax.Array, consts: dict) -> tuple[jax.Array, jax.Array]:
-        """(clipped 39-d obs, unclipped current 18-d block): SawyerXYZEnv._get_obs + the clip in step()."""
+        """(clipped 39-d obs, unclipped current 18-d frame): SawyerXYZEnv._get_obs + the clip in step().
+
+        Layout: ``envs.types.OBS_*`` (hand, gripper, two objects, previous frame, goal)."""
         hand = kin.pos("body:hand")
         gripper = jnp.clip(jnp.linalg.norm(kin.pos("body:rightclaw") - kin.pos("body:leftclaw")) / GRIPPER_DISTANCE_SCALE, 0.0, 1.0)
         pos, quat = self.task.objects(kin, consts)
         blocks = [jnp.concatenate([pos[3 * i : 3 * i + 3], quat[4 * i : 4 * i + 4]]) for i in range(pos.shape[0] // 3)]
         objs = jnp.concatenate(blocks)
-        objs = jnp.pad(objs, (0, 14 - objs.shape[0]))
+        objs = jnp.pad(objs, (0, OBJECTS_SIZE - objs.shape[0]))
         curr = jnp.concatenate([hand, gripper[None], objs]).astype(jnp.float32)
         obs = jnp.concatenate([curr, prev, consts["goal"]])
         return jnp.clip(obs, self.obs_low, self.obs_high), curr
@@ -164,6 +164,20 @@ class SawyerEnv:
     def finish(self, state: State, data, kin: Kinematics, action: jax.Array) -> State:
         """Batched: the task logic after a physics step that gave ``data`` and ``kin`` (see ``step``)."""
         return jax.vmap(self._finish_one)(state, data, kin, action.astype(jnp.float32))
+
+    # ---- host side: states for rendering and replay --------------------------------------------
+    def render_model(self):
+        """The ``mujoco.MjModel`` to draw this env's states with: the port's model of the task (the
+        official XML, fixtures as mocap bodies, frame sensors). Pair it with ``physics_state`` and
+        ``envs.render.set_state``."""
+        return self.task_model.model
+
+    def physics_state(self, state) -> np.ndarray:
+        """Host side, any backend: the physics of a ``State`` (or of its ``data``) as float64 port-layout
+        states [B, nstate] (FULLPHYSICS, then every mocap position and quaternion; ``data`` leaves may
+        carry a time axis instead of the env axis, e.g. one env recorded along a ``lax.scan``)."""
+        data = state.data if isinstance(state, State) else state
+        return self.backend.physics_state(jax.device_get(data))
 
 
 def make(task: str, **kwargs) -> SawyerEnv:

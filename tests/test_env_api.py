@@ -1,5 +1,7 @@
-"""The env side's public interfaces: the ``PhysicsBackend`` protocol every backend implements, and the
-multi-task step going through the backend class's ``step_groups``."""
+"""The env side's public interfaces: the ``PhysicsBackend`` protocol every backend implements, the
+multi-task step going through the backend class's ``step_groups``, the named slices of the 39-d
+observation (against the official env's own accessors) and the rendering API (``render_model``,
+``physics_state``, ``envs.render.set_state``)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,9 +9,14 @@ import numpy as np
 import pytest
 
 import envs
+from envs import assets
 from envs.backends import PhysicsBackend, step_each
 from envs.backends.mujoco_backend import MujocoBackend
 from envs.sawyer import SawyerEnv
+from envs.types import (
+    OBS_FRAME, OBS_GOAL, OBS_GRIPPER, OBS_HAND, OBS_OBJ1, OBS_OBJ1_POS, OBS_OBJ1_QUAT, OBS_OBJ2, OBS_OBJ2_POS,
+    OBS_OBJ2_QUAT, OBS_OBJECTS, OBS_PREV, OBS_SIZE,
+)
 
 
 def _warp_importable() -> bool:
@@ -32,6 +39,85 @@ def _rollout(step, state, actions):
         return s, (s.obs, s.reward, s.info["final_obs"])
 
     return jax.jit(lambda s, a: jax.lax.scan(body, s, a))(state, actions)
+
+
+def test_obs_slices_tile_the_39_d_observation():
+    idx = np.arange(OBS_SIZE)
+    parts = [idx[OBS_HAND], idx[[OBS_GRIPPER]], idx[OBS_OBJ1], idx[OBS_OBJ2], idx[OBS_PREV], idx[OBS_GOAL]]
+    np.testing.assert_array_equal(np.concatenate(parts), idx)
+    np.testing.assert_array_equal(np.concatenate([idx[OBS_OBJ1_POS], idx[OBS_OBJ1_QUAT]]), idx[OBS_OBJ1])
+    np.testing.assert_array_equal(np.concatenate([idx[OBS_OBJ2_POS], idx[OBS_OBJ2_QUAT]]), idx[OBS_OBJ2])
+    np.testing.assert_array_equal(idx[OBS_OBJECTS], idx[4:18])
+    assert len(idx[OBS_FRAME]) == len(idx[OBS_PREV]) == 18
+
+
+@pytest.mark.parametrize("task", ["reach", "stick-push"])  # one object; two objects
+def test_obs_slices_are_the_official_layout(task):
+    """Each slice of an official observation holds what the official env's own accessor returns."""
+    import warnings
+
+    env = SawyerEnv(task, eval_mode=True)
+    official = assets.official_env(task)
+    official.set_task(assets.make_task_data(task, env.goals[17]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obs, _ = official.reset()
+    pos, quat = official._get_pos_objects(), official._get_quat_objects()
+    np.testing.assert_allclose(obs[OBS_HAND], official.get_endeff_pos(), atol=1e-12)
+    np.testing.assert_allclose(obs[OBS_OBJ1_POS], pos[:3], atol=1e-12)
+    np.testing.assert_allclose(obs[OBS_OBJ1_QUAT], quat[:4], atol=1e-12)
+    if len(pos) > 3:
+        np.testing.assert_allclose(obs[OBS_OBJ2_POS], pos[3:6], atol=1e-12)
+        np.testing.assert_allclose(obs[OBS_OBJ2_QUAT], quat[4:8], atol=1e-12)
+    else:
+        np.testing.assert_array_equal(obs[OBS_OBJ2], 0.0)
+    assert 0.0 <= obs[OBS_GRIPPER] <= 1.0
+    np.testing.assert_array_equal(obs[OBS_PREV], obs[OBS_FRAME])  # the first obs repeats its frame
+    np.testing.assert_allclose(obs[OBS_GOAL], official._get_pos_goal(), atol=1e-12)
+    # The port's first observation of that goal is the official one, so the slices read it the same way.
+    state = env.reset(jax.random.PRNGKey(0), 1, goals=jnp.array([17]))
+    np.testing.assert_allclose(np.asarray(state.obs[0]), obs, atol=1e-6)
+
+
+def test_goal_slice_is_the_task_goal_and_prev_is_the_last_frame(reach):
+    goals = jnp.array([0, 17, 33])
+    state = reach.reset(jax.random.PRNGKey(0), 3, goals=goals)
+    # reach: rand_vec = (object position, goal position); the goal is official _target_pos = rand_vec[3:]
+    np.testing.assert_allclose(np.asarray(state.obs[:, OBS_GOAL]), reach.goals[np.asarray(goals), 3:6], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(state.obs[:, OBS_GOAL]), np.asarray(state.info["consts"]["goal"], np.float32))
+    out = jax.jit(reach.step)(state, jnp.full((3, 4), 0.5))
+    np.testing.assert_array_equal(np.asarray(out.obs[:, OBS_PREV]), np.asarray(state.obs[:, OBS_FRAME]))
+    np.testing.assert_array_equal(np.asarray(out.obs[:, OBS_GOAL]), np.asarray(state.obs[:, OBS_GOAL]))
+
+
+def test_render_api_draws_the_observed_state(reach):
+    """``render_model`` + ``physics_state`` + ``envs.render.set_state`` reproduce the observed hand,
+    object and goal, for a batch and for one env recorded along a scan (leaves [steps, ...])."""
+    import mujoco
+
+    model = reach.render_model()
+    assert isinstance(model, mujoco.MjModel) and model.nmocap >= 1
+    state = reach.reset(jax.random.PRNGKey(1), 2, goals=jnp.array([3, 4]))
+
+    def body(s, a):
+        s = reach.step(s, a)
+        return s, (jax.tree.map(lambda x: x[0], s.data), s.obs[0])
+
+    actions = jnp.tile(jnp.array([0.3, -0.2, 0.1, 1.0]), (6, 2, 1))
+    last, (data, obs) = jax.jit(lambda s, a: jax.lax.scan(body, s, a))(state, actions)
+    states = reach.physics_state(data)  # one env along time
+    batch = reach.physics_state(last)  # a State: every env
+    assert states.shape == (6, envs.render.state_size(model)) and batch.shape == (2, states.shape[1])
+    np.testing.assert_array_equal(batch[0], states[-1])
+    mj = mujoco.MjData(model)
+    obs = np.asarray(obs)
+    for t in (0, 5):
+        envs.render.set_state(model, mj, states[t], goal=obs[t, OBS_GOAL])
+        np.testing.assert_allclose(mj.body("hand").xpos, obs[t, OBS_HAND], atol=1e-5)
+        np.testing.assert_allclose(mj.body("obj").xpos, obs[t, OBS_OBJ1_POS], atol=1e-5)
+        np.testing.assert_allclose(mj.site("goal").xpos, obs[t, OBS_GOAL])
+    with pytest.raises(ValueError, match="port-layout states have"):
+        envs.render.set_state(model, mj, states[0, :-1])
 
 
 def test_mujoco_backend_satisfies_the_protocol(reach):

@@ -11,6 +11,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_HAND, OBS_OBJ1_POS, OBS_OBJ1_QUAT
 
 WRENCH_HANDLE_LENGTH = 0.02
 IDEAL_QUAT = np.array([0.707, 0.0, 0.0, 0.707], np.float32)  # numpy: importing a task starts no JAX backend
@@ -18,12 +19,12 @@ IDEAL_QUAT = np.array([0.707, 0.0, 0.0, 0.707], np.float32)  # numpy: importing 
 
 def reward_quat(obs):
     """_reward_quat: 1 - ||nut quat - [.707, 0, 0, .707]|| / 0.4, floored at 0 (obs quat is MuJoCo w, x, y, z)."""
-    return jnp.maximum(1.0 - jnp.linalg.norm(obs[7:11] - IDEAL_QUAT) / 0.4, 0.0)
+    return jnp.maximum(1.0 - jnp.linalg.norm(obs[OBS_OBJ1_QUAT] - IDEAL_QUAT) / 0.4, 0.0)
 
 
 def wrench_threshed(obs):
     """The handle position with x snapped to the hand's x while within half a handle length of it."""
-    hand, wrench = obs[:3], obs[4:7]
+    hand, wrench = obs[OBS_HAND], obs[OBS_OBJ1_POS]
     snap = jnp.abs(wrench[0] - hand[0]) < WRENCH_HANDLE_LENGTH / 2.0
     return wrench.at[0].set(jnp.where(snap, hand[0], wrench[0]))
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.08
 
@@ -28,13 +29,13 @@ class Basketball(Task):
         return f.pos, f.quat  # get_body_com("bsktball"), data.body("bsktball").xquat (MuJoCo w, x, y, z)
 
     def evaluate(self, obs, action, kin, c):
-        obj, init = obs[4:7], c["obj_init_pos"]
+        obj, init = obs[OBS_OBJ1_POS], c["obj_init_pos"]
         target = c["target_pos"].at[2].set(0.3)  # force target to be slightly above the hoop
         scale = jnp.array([1.0, 1.0, 2.0])
         target_to_obj = jnp.linalg.norm((obj - target) * scale)
         target_to_obj_init = jnp.linalg.norm((init - target) * scale)
         in_place = rewards.tolerance(target_to_obj, bounds=(0, TARGET_RADIUS), margin=target_to_obj_init, sigmoid="long_tail")
-        tcp_opened = obs[3]
+        tcp_opened = obs[OBS_GRIPPER]
         tcp = tcp_center(kin)
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         object_grasped = rewards.gripper_caging_reward(

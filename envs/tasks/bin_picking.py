@@ -9,6 +9,7 @@ import numpy as np
 from envs import rewards
 from envs.control import MOCAP_QUAT
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_HAND, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05  # base class SawyerXYZEnv.TARGET_RADIUS
 
@@ -30,7 +31,7 @@ def _first_step_target_to_obj(env) -> float:
     d.ctrl[:] = 0.0  # do_simulation([0, -0])
     mujoco.mj_step(m, d, nstep=env.frame_skip)
     mujoco.mj_forward(m, d)
-    obj = np.array(d.body("obj").xpos, np.float64)  # obs[4:7] (objects are not clipped)
+    obj = np.array(d.body("obj").xpos, np.float64)  # obs[OBS_OBJ1_POS] (objects are not clipped)
     return float(np.linalg.norm(obj - np.asarray(env._target_pos)))
 
 
@@ -49,7 +50,7 @@ class BinPicking(Task):
         return f.pos, f.quat  # get_body_com("obj"), data.body("obj").xquat (MuJoCo w, x, y, z)
 
     def evaluate(self, obs, action, kin, c):
-        hand, obj, target, init = obs[:3], obs[4:7], c["target_pos"], c["obj_init_pos"]
+        hand, obj, target, init = obs[OBS_HAND], obs[OBS_OBJ1_POS], c["target_pos"], c["obj_init_pos"]
         target_to_obj = jnp.linalg.norm(obj - target)
         in_place = rewards.tolerance(
             target_to_obj, bounds=(0, TARGET_RADIUS), margin=c["target_to_obj_init"], sigmoid="long_tail"
@@ -71,7 +72,7 @@ class BinPicking(Task):
         )
         reward = rewards.hamacher_product(object_grasped, in_place)
         near_object = jnp.linalg.norm(obj - hand) < 0.04
-        pinched_without_obj = obs[3] < 0.43
+        pinched_without_obj = obs[OBS_GRIPPER] < 0.43
         lifted = obj[2] - 0.02 > init[2]
         grasp_success = near_object & lifted & ~pinched_without_obj  # official, no contact term
         reward = jnp.where(grasp_success, reward + 1.0 + 5.0 * rewards.hamacher_product(above_floor, in_place), reward)

@@ -6,12 +6,13 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info
+from envs.types import OBS_HAND, OBS_OBJ1_POS, OBS_OBJ1_QUAT
 
 
 def _reward_pos(obs, target_pos):
     """SawyerBoxCloseEnvV3._reward_pos: (ready_to_lift, lifted)."""
-    hand = obs[:3]
-    lid = obs[4:7] + jnp.array([0.0, 0.0, 0.02])
+    hand = obs[OBS_HAND]
+    lid = obs[OBS_OBJ1_POS] + jnp.array([0.0, 0.0, 0.02])
     threshold = 0.02
     # floor is a 3D funnel centered on the lid's handle (log argument guarded so the unused branch stays finite)
     radius = jnp.linalg.norm(hand[:2] - lid[:2])
@@ -43,10 +44,10 @@ class BoxClose(Task):
         target = c["target_pos"]
         reward_grab = jnp.clip((jnp.clip(action[3], -1, 1) + 1.0) / 2.0, 0.0, 1.0)
         ideal = jnp.array([0.707, 0, 0, 0.707])  # upright lid
-        reward_quat = jnp.maximum(1.0 - jnp.linalg.norm(obs[7:11] - ideal) / 0.2, 0.0)
+        reward_quat = jnp.maximum(1.0 - jnp.linalg.norm(obs[OBS_OBJ1_QUAT] - ideal) / 0.2, 0.0)
         ready_to_lift, lifted = _reward_pos(obs, target)
         reward = 2.0 * rewards.hamacher_product(reward_grab, ready_to_lift) + 8.0 * lifted
-        success = jnp.linalg.norm(obs[4:7] - target) < 0.08
+        success = jnp.linalg.norm(obs[OBS_OBJ1_POS] - target) < 0.08
         reward = jnp.where(success, 10.0, reward)
         reward = reward * reward_quat
         return reward, info(success, ready_to_lift, reward_grab >= 0.5, reward_grab, lifted, 0.0, reward)

@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
 class ButtonPressTopdown(Task):
@@ -21,11 +22,11 @@ class ButtonPressTopdown(Task):
         return f.pos + jnp.array([0.0, 0.0, 0.193]), f.quat
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp = obs[4:7], tcp_center(kin)
+        obj, tcp = obs[OBS_OBJ1_POS], tcp_center(kin)
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         tcp_to_obj_init = jnp.linalg.norm(obj - c["init_tcp"])
         obj_to_target = jnp.abs(c["target_pos"][2] - obj[2])
-        tcp_closed = 1 - obs[3]
+        tcp_closed = 1 - obs[OBS_GRIPPER]
         near_button = rewards.tolerance(tcp_to_obj, bounds=(0, 0.01), margin=tcp_to_obj_init, sigmoid="long_tail")
         button_pressed = rewards.tolerance(
             obj_to_target, bounds=(0, 0.005), margin=c["obj_to_target_init"], sigmoid="long_tail"
@@ -34,7 +35,7 @@ class ButtonPressTopdown(Task):
         reward = jnp.where(tcp_to_obj <= 0.03, reward + 5 * button_pressed, reward)
         return reward, info(
             (obj_to_target <= 0.024).astype(jnp.float32), (tcp_to_obj <= 0.05).astype(jnp.float32),
-            (obs[3] > 0).astype(jnp.float32), near_button, button_pressed, obj_to_target, reward,
+            (obs[OBS_GRIPPER] > 0).astype(jnp.float32), near_button, button_pressed, obj_to_target, reward,
         )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
 def button_terms(obs, kin, c, *, near_bound, pressed_margin):
@@ -18,7 +19,7 @@ def button_terms(obs, kin, c, *, near_bound, pressed_margin):
 
     near = tol(tcp_to_obj, [0, near_bound], ||obj - init_tcp||); pressed = tol(obj_to_target, [0, 0.005], pressed_margin).
     """
-    obj, tcp = obs[4:7], tcp_center(kin)
+    obj, tcp = obs[OBS_OBJ1_POS], tcp_center(kin)
     tcp_to_obj = jnp.linalg.norm(obj - tcp)
     tcp_to_obj_init = jnp.linalg.norm(obj - c["init_tcp"])
     obj_to_target = jnp.abs(c["target_pos"][1] - obj[1])
@@ -28,15 +29,15 @@ def button_terms(obs, kin, c, *, near_bound, pressed_margin):
 
 
 def press_reward(obs, kin, c, *, pressed_margin):
-    """(reward, info): reward = 2 h(max(obs[3], 0), near) + (8 pressed where tcp_to_obj <= 0.05), near on [0, 0.05]."""
+    """(reward, info): reward = 2 h(max(obs[OBS_GRIPPER], 0), near) + (8 pressed where tcp_to_obj <= 0.05), near on [0, 0.05]."""
     tcp_to_obj, obj_to_target, near_button, button_pressed = button_terms(
         obs, kin, c, near_bound=0.05, pressed_margin=pressed_margin
     )
-    tcp_closed = jnp.maximum(obs[3], 0.0)  # official name; obs[3] is how far the fingers are apart
+    tcp_closed = jnp.maximum(obs[OBS_GRIPPER], 0.0)  # official name; obs[OBS_GRIPPER] is how far the fingers are apart
     reward = 2 * rewards.hamacher_product(tcp_closed, near_button)
     reward = jnp.where(tcp_to_obj <= 0.05, reward + 8 * button_pressed, reward)
     return reward, info(
-        obj_to_target <= 0.02, tcp_to_obj <= 0.05, obs[3] > 0, near_button, button_pressed, obj_to_target, reward,
+        obj_to_target <= 0.02, tcp_to_obj <= 0.05, obs[OBS_GRIPPER] > 0, near_button, button_pressed, obj_to_target, reward,
     )
 
 

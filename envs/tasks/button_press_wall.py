@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from envs import rewards
 from envs.tasks.base import info
 from envs.tasks.button_press import ButtonPress, button_terms
+from envs.types import OBS_GRIPPER
 
 
 class ButtonPressWall(ButtonPress):
@@ -20,11 +21,11 @@ class ButtonPressWall(ButtonPress):
         tcp_to_obj, obj_to_target, near_button, button_pressed = button_terms(
             obs, kin, c, near_bound=0.01, pressed_margin=c["obj_to_target_init"]
         )
-        far = 2 * rewards.hamacher_product((1 - obs[3]) / 2.0, near_button)
-        near = 2 + 2 * (1 + obs[3]) + 4 * button_pressed**2
+        far = 2 * rewards.hamacher_product((1 - obs[OBS_GRIPPER]) / 2.0, near_button)
+        near = 2 + 2 * (1 + obs[OBS_GRIPPER]) + 4 * button_pressed**2
         reward = jnp.where(tcp_to_obj > 0.07, far, near)
         return reward, info(
-            obj_to_target <= 0.03, tcp_to_obj <= 0.05, obs[3] > 0, near_button, button_pressed, obj_to_target, reward,
+            obj_to_target <= 0.03, tcp_to_obj <= 0.05, obs[OBS_GRIPPER] > 0, near_button, button_pressed, obj_to_target, reward,
         )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
 class _CoffeeMug(Task):
@@ -28,12 +29,12 @@ class _CoffeeMug(Task):
         return kin.pos("body:obj"), rewards.scipy_quat_from_matrix(kin.frames["geom:mug"].mat)
 
     def evaluate(self, obs, action, kin, c):
-        obj, target = obs[4:7], c["target_pos"]
+        obj, target = obs[OBS_OBJ1_POS], c["target_pos"]
         scale = jnp.array([2.0, 2.0, 1.0])  # emphasise x and y errors
         target_to_obj = jnp.linalg.norm((obj - target) * scale)
         target_to_obj_init = jnp.linalg.norm((c["obj_init_pos"] - target) * scale)
         in_place = rewards.tolerance(target_to_obj, bounds=(0, 0.05), margin=target_to_obj_init, sigmoid="long_tail")
-        tcp_opened = obs[3]
+        tcp_opened = obs[OBS_GRIPPER]
         tcp = tcp_center(kin)
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         object_grasped = rewards.gripper_caging_reward(

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.assembly import RoundNutTask
+from envs.types import OBS_OBJ1_POS
 
 
 def _reward_pos(wrench_center, target_pos):
@@ -23,7 +24,7 @@ class Disassemble(RoundNutTask):
 
     def _in_place_and_success(self, obs, kin, c):
         in_place = _reward_pos(kin.pos("site:RoundNut"), c["target_pos"])
-        success = obs[6] > c["target_pos"][2]  # the handle's z (obs, not the nut centre) above the goal height
+        success = obs[OBS_OBJ1_POS][2] > c["target_pos"][2]  # the handle's z (obs, not the nut centre) above the goal height
         return in_place, success
 
 

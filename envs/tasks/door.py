@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_HAND, OBS_OBJ1_POS
 
 DOOR_QPOS = 9  # qpos address of 'doorjoint' (checked against the official env in constants())
 
@@ -31,8 +32,8 @@ class DoorOpen(_Door):
         reward_grab = (jnp.clip(action[3], -1, 1) + 1.0) / 2.0
 
         # _reward_pos
-        hand = obs[:3]
-        door = obs[4:7] + jnp.array([-0.05, 0.0, 0.0])
+        hand = obs[OBS_HAND]
+        door = obs[OBS_OBJ1_POS] + jnp.array([-0.05, 0.0, 0.0])
         threshold = 0.12
         radius = jnp.linalg.norm(hand[:2] - door[:2])
         # log argument guarded so the unused branch stays finite
@@ -51,7 +52,7 @@ class DoorOpen(_Door):
             np.pi / 2.0 + np.pi / 6 - door_angle, bounds=(0, 0.5), margin=np.pi / 3.0, sigmoid="long_tail"
         )
 
-        success = jnp.abs(obs[4] - c["target_pos"][0]) <= 0.08
+        success = jnp.abs(obs[OBS_OBJ1_POS][0] - c["target_pos"][0]) <= 0.08
         reward = 2.0 * rewards.hamacher_product(ready_to_open, reward_grab) + 8.0 * opened
         reward = jnp.where(success, 10.0, reward)
         return reward, info(success, ready_to_open, reward_grab >= 0.5, reward_grab, opened, 0.0, reward)
@@ -62,7 +63,7 @@ class DoorClose(_Door):
 
     def evaluate(self, obs, action, kin, c):
         radius = 0.05
-        obj, target = obs[4:7], c["target_pos"]
+        obj, target = obs[OBS_OBJ1_POS], c["target_pos"]
         tcp_to_target = jnp.linalg.norm(tcp_center(kin) - target)
         obj_to_target = jnp.linalg.norm(obj - target)
         in_place_margin = jnp.linalg.norm(c["obj_init_pos"] - target)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info
+from envs.types import OBS_GRIPPER, OBS_HAND, OBS_OBJ1_POS
 
 LOCK_LENGTH = 0.1  # self._lock_length
 
@@ -24,7 +25,7 @@ class DoorLock(_DoorLockBase):
     frames = ("site:lockStartLock", "body:door_link")
 
     def evaluate(self, obs, action, kin, c):
-        obj = obs[4:7]
+        obj = obs[OBS_OBJ1_POS]
         tcp = kin.pos("body:leftpad")  # official reads get_body_com("leftpad"), not tcp_center
         scale = jnp.array([0.25, 1.0, 0.5])
         tcp_to_obj = jnp.linalg.norm((obj - tcp) * scale)
@@ -32,12 +33,12 @@ class DoorLock(_DoorLockBase):
         # so tcp_to_obj_init equals tcp_to_obj at every step.
         tcp_to_obj_init = jnp.linalg.norm((obj - kin.pos("body:leftpad")) * scale)
         obj_to_target = jnp.abs(c["target_pos"][2] - obj[2])
-        tcp_opened = jnp.maximum(obs[3], 0.0)
+        tcp_opened = jnp.maximum(obs[OBS_GRIPPER], 0.0)
         near_lock = rewards.tolerance(tcp_to_obj, bounds=(0, 0.01), margin=tcp_to_obj_init, sigmoid="long_tail")
         lock_pressed = rewards.tolerance(obj_to_target, bounds=(0, 0.005), margin=LOCK_LENGTH, sigmoid="long_tail")
         reward = 2 * rewards.hamacher_product(tcp_opened, near_lock) + 8 * lock_pressed
         return reward, info(
-            obj_to_target <= 0.02, tcp_to_obj <= 0.05, obs[3] > 0, near_lock, lock_pressed, obj_to_target, reward,
+            obj_to_target <= 0.02, tcp_to_obj <= 0.05, obs[OBS_GRIPPER] > 0, near_lock, lock_pressed, obj_to_target, reward,
         )
 
 
@@ -46,7 +47,7 @@ class DoorUnlock(_DoorLockBase):
     frames = ("site:lockStartUnlock", "body:door_link", "body:lock_link")
 
     def evaluate(self, obs, action, kin, c):
-        gripper, lock = obs[:3], obs[4:7]
+        gripper, lock = obs[OBS_HAND], obs[OBS_OBJ1_POS]
         offset = jnp.array([0.0, 0.055, 0.07])
         scale = jnp.array([0.25, 1.0, 0.5])
         shoulder_to_lock = (gripper + offset - lock) * scale
@@ -60,7 +61,7 @@ class DoorUnlock(_DoorLockBase):
         pushed = rewards.tolerance(obj_to_target, bounds=(0, 0.005), margin=LOCK_LENGTH, sigmoid="long_tail")
         reward = 2 * ready_to_push + 8 * pushed
         return reward, info(
-            obj_to_target <= 0.02, jnp.linalg.norm(shoulder_to_lock) <= 0.05, obs[3] > 0, ready_to_push, pushed,
+            obj_to_target <= 0.02, jnp.linalg.norm(shoulder_to_lock) <= 0.05, obs[OBS_GRIPPER] > 0, ready_to_push, pushed,
             obj_to_target, reward,
         )
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_HAND, OBS_OBJ1_POS
 
 MAX_DIST = 0.2
 
@@ -20,7 +21,7 @@ class DrawerOpen(Task):
         return f.pos + jnp.array([0.0, -0.16, 0.0]), f.quat
 
     def evaluate(self, obs, action, kin, c):
-        gripper, handle, target = obs[:3], obs[4:7], c["target_pos"]
+        gripper, handle, target = obs[OBS_HAND], obs[OBS_OBJ1_POS], c["target_pos"]
         handle_error = jnp.linalg.norm(handle - target)
         reward_for_opening = rewards.tolerance(handle_error, bounds=(0, 0.02), margin=MAX_DIST, sigmoid="long_tail")
         handle_pos_init = target + jnp.array([0.0, MAX_DIST, 0.0])
@@ -34,7 +35,7 @@ class DrawerOpen(Task):
         gripper_dist = jnp.linalg.norm(handle - gripper)
         return reward, info(
             (handle_error <= 0.03).astype(jnp.float32), (gripper_dist <= 0.03).astype(jnp.float32),
-            (obs[3] > 0).astype(jnp.float32), reward_for_caging, reward_for_opening, handle_error, reward,
+            (obs[OBS_GRIPPER] > 0).astype(jnp.float32), reward_for_caging, reward_for_opening, handle_error, reward,
         )
 
 
@@ -47,7 +48,7 @@ class DrawerClose(Task):
         return kin.pos("body:drawer_link") + jnp.array([0.0, -0.16, 0.05]), jnp.zeros(4)
 
     def evaluate(self, obs, action, kin, c):
-        obj, target = obs[4:7], c["target_pos"]
+        obj, target = obs[OBS_OBJ1_POS], c["target_pos"]
         target_to_obj = jnp.linalg.norm(obj - target)
         target_to_obj_init = jnp.linalg.norm(c["obj_init_pos"] - target)
         in_place = rewards.tolerance(

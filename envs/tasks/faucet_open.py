@@ -10,19 +10,20 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.07  # self._target_radius
 FAUCET_REACH_RADIUS = 0.01
 
 
 class _Faucet(Task):
-    obj_offset = (0.0, 0.0, 0.0)  # open shifts obs[4:7] before the reward; close does not
+    obj_offset = (0.0, 0.0, 0.0)  # open shifts obs[OBS_OBJ1_POS] before the reward; close does not
 
     def objects(self, kin, c):
         return kin.pos(self.frames[0]) + jnp.array([0.0, 0.0, -0.01]), kin.frames["body:faucetBase"].quat
 
     def evaluate(self, obs, action, kin, c):
-        obj = obs[4:7] + jnp.array(self.obj_offset)
+        obj = obs[OBS_OBJ1_POS] + jnp.array(self.obj_offset)
         tcp, target = tcp_center(kin), c["target_pos"]
         target_to_obj = jnp.linalg.norm(obj - target)
         target_to_obj_init = jnp.linalg.norm(c["obj_init_pos"] - target)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_HAND, OBS_OBJ1_POS, OBS_OBJ1_QUAT
 
 HAMMER_HANDLE_LENGTH = 0.14
 NAIL_QPOS = 16  # qpos address of 'NailSlideJoint' (checked against the official env in constants())
@@ -34,13 +35,13 @@ class Hammer(Task):
         return jnp.concatenate([h.pos, n.pos]), jnp.concatenate([h.quat, n.quat])
 
     def evaluate(self, obs, action, kin, c):
-        hand, hammer = obs[:3], obs[4:7]
+        hand, hammer = obs[OBS_HAND], obs[OBS_OBJ1_POS]
         hammer_head = hammer + jnp.array([0.16, 0.06, 0.0])
         # the caging reward sees the hammer's x snapped to the hand's while within half a handle length
         threshold = HAMMER_HANDLE_LENGTH / 2.0
         hammer_threshed = hammer.at[0].set(jnp.where(jnp.abs(hammer[0] - hand[0]) < threshold, hand[0], hammer[0]))
         ideal = jnp.array([1.0, 0.0, 0.0, 0.0])  # laid-down hammer
-        reward_quat = jnp.maximum(1.0 - jnp.linalg.norm(obs[7:11] - ideal) / 0.4, 0.0)
+        reward_quat = jnp.maximum(1.0 - jnp.linalg.norm(obs[OBS_OBJ1_QUAT] - ideal) / 0.4, 0.0)
         reward_grab = rewards.gripper_caging_reward(
             action, hammer_threshed, left_pad=kin.pos("body:leftpad"), right_pad=kin.pos("body:rightpad"),
             tcp=tcp_center(kin), obj_init_pos=c["obj_init_pos"], init_tcp=c["init_tcp"], object_reach_radius=0.01,

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 
@@ -19,7 +20,7 @@ class HandInsert(Task):
         return f.pos, f.quat  # get_body_com("obj"), data.body("obj").xquat (MuJoCo w, x, y, z)
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp_opened, target = obs[4:7], obs[3], c["target_pos"]
+        obj, tcp_opened, target = obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         tcp = tcp_center(kin)
         target_to_obj = jnp.linalg.norm(obj - target)
         target_to_obj_init = jnp.linalg.norm(c["obj_init_pos"] - target)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05  # SawyerXYZEnv.TARGET_RADIUS
 
@@ -28,7 +29,7 @@ class _HandlePull(Task):
         raise NotImplementedError
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp = obs[4:7], tcp_center(kin)
+        obj, tcp = obs[OBS_OBJ1_POS], tcp_center(kin)
         target_to_obj, target_to_obj_init = self._target_to_obj(obj, c)
         in_place = rewards.tolerance(
             target_to_obj, bounds=(0, TARGET_RADIUS), margin=target_to_obj_init, sigmoid="long_tail"
@@ -39,7 +40,7 @@ class _HandlePull(Task):
             obj_radius=self.obj_radius, object_reach_radius=0.01, xz_thresh=0.01, high_density=True,
         )
         reward = rewards.hamacher_product(object_grasped, in_place)
-        tcp_opened = obs[3]
+        tcp_opened = obs[OBS_GRIPPER]
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         lifted = (tcp_to_obj < 0.035) & (tcp_opened > 0) & (obj[self.lift_axis] - 0.01 > c["obj_init_pos"][2])
         reward = jnp.where(lifted, reward + 1.0 + 5.0 * in_place, reward)

@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info
+from envs.types import OBS_HAND, OBS_OBJ1_POS
 
 LEVER_QPOS = 9  # qpos address of 'LeverAxis' (checked against the official env in constants())
 
@@ -24,7 +25,7 @@ class LeverPull(Task):
         return kin.pos("site:leverStart"), rewards.scipy_quat_from_matrix(kin.frames["geom:objGeom"].mat)
 
     def evaluate(self, obs, action, kin, c):
-        gripper, lever = obs[:3], obs[4:7]  # gripper is the (clipped) hand body position, not the tcp
+        gripper, lever = obs[OBS_HAND], obs[OBS_OBJ1_POS]  # gripper is the (clipped) hand body position, not the tcp
         scale = jnp.array([4.0, 1.0, 4.0])
         offset = jnp.array([0.0, 0.055, 0.07])
         shoulder_to_lever = (gripper + offset - lever) * scale

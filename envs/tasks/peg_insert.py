@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.07
 _BOXES = (
@@ -26,7 +27,7 @@ class PegInsertSide(Task):
         return kin.pos("site:pegGrasp"), rewards.scipy_quat_from_matrix(kin.frames["site:pegGrasp"].mat)
 
     def evaluate(self, obs, action, kin, c):
-        tcp, obj, tcp_opened, target = tcp_center(kin), obs[4:7], obs[3], c["target_pos"]
+        tcp, obj, tcp_opened, target = tcp_center(kin), obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         obj_head = kin.pos("site:pegHead")
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         scale = jnp.array([1.0, 2.0, 2.0])

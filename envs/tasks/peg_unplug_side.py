@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
 class PegUnplugSide(Task):
@@ -17,7 +18,7 @@ class PegUnplugSide(Task):
 
     def evaluate(self, obs, action, kin, c):
         # obj_init_pos is the pegEnd site after the official reset (a copy, so a per-episode constant).
-        tcp, obj, tcp_opened, target = tcp_center(kin), obs[4:7], obs[3], c["target_pos"]
+        tcp, obj, tcp_opened, target = tcp_center(kin), obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         obj_to_target = jnp.linalg.norm(obj - target)
         object_grasped = rewards.gripper_caging_reward(

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 # compute_reward reads self.TARGET_RADIUS (base class, 0.05) for the reward-10 branch, not the class's own
 # _TARGET_RADIUS = 0.02 (unused in v2).
@@ -21,7 +22,7 @@ class PickOutOfHole(Task):
         return f.pos, f.quat  # get_body_com("obj"), data.body("obj").xquat (MuJoCo w, x, y, z)
 
     def evaluate(self, obs, action, kin, c):
-        obj, target, init = obs[4:7], c["target_pos"], c["obj_init_pos"]
+        obj, target, init = obs[OBS_OBJ1_POS], c["target_pos"], c["obj_init_pos"]
         gripper = tcp_center(kin)
         obj_to_target = jnp.linalg.norm(obj - target)
         tcp_to_obj = jnp.linalg.norm(obj - gripper)
@@ -45,7 +46,7 @@ class PickOutOfHole(Task):
         in_place = rewards.tolerance(obj_to_target, bounds=(0, 0.02), margin=in_place_margin, sigmoid="long_tail")
         reward = rewards.hamacher_product(object_grasped, in_place)
         near_object = tcp_to_obj < 0.04
-        pinched_without_obj = obs[3] < 0.33
+        pinched_without_obj = obs[OBS_GRIPPER] < 0.33
         lifted = obj[2] - 0.02 > init[2]
         grasp_success = near_object & lifted & ~pinched_without_obj  # official, no contact term
         reward = jnp.where(grasp_success, reward + 1.0 + 5.0 * rewards.hamacher_product(in_place, above_floor), reward)

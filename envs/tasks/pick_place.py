@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 
@@ -42,7 +43,7 @@ class PickPlace(Task):
         return in_place
 
     def evaluate(self, obs, action, kin, c):
-        tcp, obj, tcp_opened, target = tcp_center(kin), obs[4:7], obs[3], c["target_pos"]
+        tcp, obj, tcp_opened, target = tcp_center(kin), obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         in_place, obj_to_target = rewards.target_in_place(obj, c["obj_init_pos"], target, TARGET_RADIUS)
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         object_grasped = self.object_grasped(action, obj, kin, c)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 
@@ -19,7 +20,7 @@ class PickPlaceWall(Task):
         return f.pos, rewards.scipy_quat_from_matrix(f.mat)
 
     def evaluate(self, obs, action, kin, c):
-        tcp, obj, tcp_opened, target = tcp_center(kin), obs[4:7], obs[3], c["target_pos"]
+        tcp, obj, tcp_opened, target = tcp_center(kin), obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         midpoint = jnp.stack([target[0], 0.77, 0.25])
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         in_place_scaling = jnp.array([1.0, 1.0, 3.0])

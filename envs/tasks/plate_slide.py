@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 
@@ -25,7 +26,7 @@ class _PlateSlide(Task):
         return f.pos, rewards.scipy_quat_from_matrix(f.mat)
 
     def _terms(self, obs, kin, c, margin_offset):
-        tcp, obj, target = tcp_center(kin), obs[4:7], c["target_pos"]
+        tcp, obj, target = tcp_center(kin), obs[OBS_OBJ1_POS], c["target_pos"]
         obj_to_target = jnp.linalg.norm(obj - target)
         in_place_margin = jnp.linalg.norm(c["obj_init_pos"] - target)
         in_place = rewards.tolerance(

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 
@@ -18,7 +19,7 @@ class Push(Task):
         return kin.pos("body:obj"), rewards.scipy_quat_from_matrix(kin.frames["geom:objGeom"].mat)
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp_opened, target = obs[4:7], obs[3], c["target_pos"]
+        obj, tcp_opened, target = obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         tcp = tcp_center(kin)
         tcp_to_obj = jnp.linalg.norm(obj - tcp)
         target_to_obj = jnp.linalg.norm(obj - target)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 OBJ_RADIUS = 0.007
 TARGET_RADIUS = 0.05
@@ -39,7 +40,7 @@ class PushBack(Task):
         return f.pos, rewards.scipy_quat_from_matrix(f.mat)
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp_opened, target = obs[4:7], obs[3], c["target_pos"]
+        obj, tcp_opened, target = obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         tcp_to_obj = jnp.linalg.norm(obj - tcp_center(kin))
         target_to_obj = jnp.linalg.norm(obj - target)
         target_to_obj_init = jnp.linalg.norm(c["obj_init_pos"] - target)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
 from envs.tasks.push_back import pad_caging_reward
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 OBJ_RADIUS = 0.013
 TARGET_RADIUS = 0.07
@@ -21,7 +22,7 @@ class Soccer(Task):
         return f.pos, rewards.scipy_quat_from_matrix(f.mat)
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp_opened, target = obs[4:7], obs[3], c["target_pos"]
+        obj, tcp_opened, target = obs[OBS_OBJ1_POS], obs[OBS_GRIPPER], c["target_pos"]
         x_scaling = jnp.array([3.0, 1.0, 1.0])
         tcp_to_obj = jnp.linalg.norm(obj - tcp_center(kin))
         target_to_obj = jnp.linalg.norm((obj - target) * x_scaling)

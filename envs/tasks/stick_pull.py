@@ -8,6 +8,7 @@ import numpy as np
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
 from envs.tasks.stick_push import PAD_FRAMES, check_touch_geometry, pads_touching, stick_objects
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS, OBS_OBJ2_POS
 
 TARGET_RADIUS = 0.05
 
@@ -34,12 +35,12 @@ class StickPull(Task):
     def evaluate(self, obs, action, kin, c):
         # obj_init_pos is the thermos ('object' body com) after reset: it also feeds the base caging reward.
         tcp, target, stick_init, obj_init = tcp_center(kin), c["target_pos"], c["stick_init_pos"], c["obj_init_pos"]
-        stick = obs[4:7]
+        stick = obs[OBS_OBJ1_POS]
         end_of_stick = kin.pos("site:stick_end")
-        handle = obs[11:14]
+        handle = obs[OBS_OBJ2_POS]
         container = handle + jnp.array([0.05, 0.0, 0.0])
         container_init_pos = obj_init + jnp.array([0.05, 0.0, 0.0])
-        tcp_opened = obs[3]
+        tcp_opened = obs[OBS_GRIPPER]
         tcp_to_stick = jnp.linalg.norm(stick - tcp)
         handle_to_target = jnp.linalg.norm(handle - target)
         yz_scaling = jnp.array([1.0, 1.0, 2.0])

@@ -7,6 +7,7 @@ import numpy as np
 
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS, OBS_OBJ2_POS
 
 TARGET_RADIUS = 0.12
 STICK_HALF_SIZE = (0.05, 0.02, 0.02)  # geom 'objGeom' (box), the main object of both stick tasks
@@ -73,9 +74,9 @@ class StickPush(Task):
 
     def evaluate(self, obs, action, kin, c):
         tcp, target, stick_init = tcp_center(kin), c["target_pos"], c["stick_init_pos"]
-        stick = obs[4:7] + jnp.array([0.015, 0.0, 0.0])
-        container = obs[11:14]
-        tcp_opened = obs[3]
+        stick = obs[OBS_OBJ1_POS] + jnp.array([0.015, 0.0, 0.0])
+        container = obs[OBS_OBJ2_POS]
+        tcp_opened = obs[OBS_GRIPPER]
         tcp_to_stick = jnp.linalg.norm(stick - tcp)
         stick_to_target = jnp.linalg.norm(stick - target)
         stick_in_place_margin = jnp.linalg.norm(stick_init - target) - TARGET_RADIUS
@@ -101,7 +102,7 @@ class StickPush(Task):
         # evaluate_state: success = grasp_success and (thermos within 0.12 of the goal), where grasp_success
         # uses touching_main_object (pad contact forces); pads_touching reconstructs it from the geometry.
         # Unlike push/pick-place, SUCCESS depends on it here (reward does not).
-        grasp_success = pads_touching(kin) & (tcp_opened > 0) & (obs[6] - 0.01 > stick_init[2])
+        grasp_success = pads_touching(kin) & (tcp_opened > 0) & (obs[OBS_OBJ1_POS][2] - 0.01 > stick_init[2])
         success = grasp_success & (container_to_target <= TARGET_RADIUS)
         return reward, info(
             success, tcp_to_stick <= 0.03, grasp_success, object_grasped, stick_in_place, container_to_target, reward,

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from envs import rewards
 from envs.tasks.base import Task, info, tcp_center
 from envs.tasks.push_back import pad_caging_reward
+from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 OBJ_RADIUS = 0.02
 TARGET_RADIUS = 0.05
@@ -20,7 +21,7 @@ class _Sweep(Task):
         raise NotImplementedError
 
     def evaluate(self, obs, action, kin, c):
-        obj, tcp_opened = obs[4:7], obs[3]
+        obj, tcp_opened = obs[OBS_OBJ1_POS], obs[OBS_GRIPPER]
         target = self._target(obj, c)
         obj_to_target = jnp.linalg.norm(obj - target)
         tcp_to_obj = jnp.linalg.norm(obj - tcp_center(kin))
