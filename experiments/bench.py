@@ -128,7 +128,7 @@ def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1) ->
 
     import envs
     from toppo_jax import config as cfg
-    from toppo_jax import train
+    from toppo_jax import learner, sharding
 
     envs_per_task, length = (4, 100) if quick else (16, 500)
     config = cfg.replace(
@@ -136,10 +136,10 @@ def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1) ->
         train={"devices": devices},
     )
     names = envs.resolve_tasks(tasks)
-    mesh = train.device_mesh(config, len(names))
+    mesh = sharding.device_mesh(config, len(names))
     env = envs.make_multitask(names, envs_per_task, seed=seed, impl=impl, mesh=mesh)
-    trainer = train.make_train(config, env, mesh=mesh)
-    shardings = train.state_shardings(jax.eval_shape(trainer.init, jax.random.PRNGKey(seed)), mesh, 1)
+    trainer = learner.make_train(config, env, mesh=mesh)
+    shardings = sharding.state_shardings(jax.eval_shape(trainer.init, jax.random.PRNGKey(seed)), mesh, 1)
     state = jax.jit(trainer.init, out_shardings=shardings)(jax.random.PRNGKey(seed))
     chunk = jax.jit(trainer.train_chunk, donate_argnums=0, out_shardings=None if mesh is None else (shardings, None))
     with warnings.catch_warnings():

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from test_trainer_run import CHUNK, argv, leaves, read_lines, restore_final, results_only, runs, train_main  # noqa: F401
 
-from toppo_jax import checkpoint, train
+from toppo_jax import checkpoint, rundir, train
 
 CLI = Path(__file__).with_name("fake_train_cli.py")
 
@@ -163,7 +163,7 @@ def test_nan_rollbacks_restore_the_last_checkpoint_with_a_halved_learning_rate(t
 def test_a_second_run_on_the_same_directory_refuses(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    lock = checkpoint.RunLock(out)
+    lock = rundir.RunLock(out)
     try:
         assert train_main(argv(out, "--no-wandb")) == 2
     finally:

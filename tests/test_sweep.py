@@ -10,7 +10,7 @@ import pytest
 from test_trainer_train import ENVS_PER_TASK, K, LENGTH, SWITCHES_OFF_FLAGS, TASKS4, small_config
 
 from toppo_jax import config as cfg
-from toppo_jax import train
+from toppo_jax import learner, train
 
 
 def test_sweep_points_form_the_grid_first_name_slowest():
@@ -44,13 +44,13 @@ def test_a_swept_member_equals_the_run_with_that_value():
     """vmapping over (seed, learning rate, entropy coefficient, CAGrad c) changes nothing but batching."""
     config = small_config(actor_combiner="pcgrad", critic_combiner="cagrad")
     env = fake.make_fake_multitask(TASKS4, ENVS_PER_TASK, episode_length=15)
-    trainer = train.make_train(config, env)
+    trainer = learner.make_train(config, env)
     points = [{"learning_rate": 1e-3, "entropy_coef": 0.0, "cagrad_c": 0.2}, {"learning_rate": 3e-4, "entropy_coef": 0.01, "cagrad_c": 0.9}]
     hp = {k: jnp.asarray([p[k] for p in points], jnp.float32) for k in points[0]}
     keys = jnp.stack([jax.random.PRNGKey(7)] * 2)
     batched, batched_metrics = fake.fast_jit(jax.vmap(trainer.train_chunk))(fake.fast_jit(jax.vmap(trainer.init))(keys, hp))
     for i, point in enumerate(points):
-        other = train.make_train(cfg.with_hparams(config, point), env)  # the value baked into the config instead
+        other = learner.make_train(cfg.with_hparams(config, point), env)  # the value baked into the config instead
         single, single_metrics = fake.fast_jit(other.train_chunk)(fake.fast_jit(other.init)(keys[i]))
         for a, b in zip(jax.tree_util.tree_leaves(batched.actor_params), jax.tree_util.tree_leaves(single.actor_params)):
             np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-5)

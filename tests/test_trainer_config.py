@@ -175,30 +175,30 @@ def test_cli_process_exit_code_2_without_traceback():
 
 
 def test_a_saved_config_without_a_field_whose_default_changed_keeps_its_old_value(tmp_path):
-    from toppo_jax import checkpoint
+    from toppo_jax import checkpoint, rundir
 
     old = cfg.to_dict(cfg.Config())
     del old["network"]["log_std_max"]  # saved before the field existed: the clip was at 2
     assert cfg.from_dict(old).network.log_std_max == 2.0
-    saved = checkpoint.config_fingerprint(old, ["reach"])
+    saved = rundir.config_fingerprint(old, ["reach"])
     assert saved["network.log_std_max"] == 2.0
-    assert checkpoint.config_fingerprint(cfg.to_dict(cfg.Config()), ["reach"])["network.log_std_max"] == cfg.Config().network.log_std_max
+    assert rundir.config_fingerprint(cfg.to_dict(cfg.Config()), ["reach"])["network.log_std_max"] == cfg.Config().network.log_std_max
     (tmp_path / "config.json").write_text(json.dumps({"config": old, "tasks": ["reach"]}))
     with pytest.raises(checkpoint.CheckpointMismatchError, match="network.log_std_max 2.0 -> 0.0"):
-        checkpoint.prepare_run_dir(tmp_path, cfg.Config(), ["reach"])
+        rundir.prepare_run_dir(tmp_path, cfg.Config(), ["reach"])
     resumed = cfg.replace(cfg.Config(), network={"log_std_max": 2.0})
-    assert checkpoint.prepare_run_dir(tmp_path, resumed, ["reach"])  # the old value resumes it
+    assert rundir.prepare_run_dir(tmp_path, resumed, ["reach"])  # the old value resumes it
 
 
 def test_a_run_of_the_art_only_popart_refuses_to_resume_naming_the_field(tmp_path):
-    from toppo_jax import checkpoint
+    from toppo_jax import checkpoint, rundir
 
     old = cfg.to_dict(cfg.Config())
     del old["toppo"]["popart_version"]  # saved before 2026-12-03: ART-only affine, per-minibatch statistics
     assert cfg.from_dict(old).toppo.popart_version == 1
     (tmp_path / "config.json").write_text(json.dumps({"config": old, "tasks": ["reach"]}))
     with pytest.raises(checkpoint.CheckpointMismatchError, match="toppo.popart_version 1 -> 2"):
-        checkpoint.prepare_run_dir(tmp_path, cfg.Config(), ["reach"])
+        rundir.prepare_run_dir(tmp_path, cfg.Config(), ["reach"])
     # Asking for the old version by flag is refused with the reason, before anything runs.
     with pytest.raises(cfg.ConfigError, match="--popart-version 1 is not valid; only 2"):
         cfg.validate(cfg.replace(cfg.Config(), toppo={"popart_version": 1}))

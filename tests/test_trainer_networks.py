@@ -29,7 +29,7 @@ def test_mt50_default_parameter_count_is_717k():
     assert nets.count_params(actor_params) + nets.count_params(critic_params) == 717_209
     # With PopArt (the default config) the scalar head gets a trained per-task affine: 2 x 50 more, still 717K.
     from toppo_jax import config as cfg
-    from toppo_jax.train import build_networks
+    from toppo_jax.learner import build_networks
 
     _, with_popart = _shapes(build_networks(cfg.Config(), 89, 4, 50))
     assert nets.count_params(with_popart) == 357_201 + 100

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from toppo_jax import checkpoint, evaluate, logger, plots, train
+from toppo_jax import checkpoint, evaluate, learner, logger, plots, rundir, train
 from toppo_jax import config as cfg
 
 TASKS = ("fake-reach-0", "fake-reach-1", "fake-reach-2", "fake-home")
@@ -169,7 +169,7 @@ def test_rerun_with_another_task_set_or_layout_exits_2_and_touches_nothing(runs,
 def _abstract_state(tasks, envs_per_task):
     config = train.parse_args(argv("unused", envs_per_task=envs_per_task))
     env = fake.make_fake_multitask(tasks, envs_per_task, episode_length=15)
-    trainer = train.make_train(config, env)
+    trainer = learner.make_train(config, env)
     return jax.eval_shape(trainer.init, jax.random.PRNGKey(0)), checkpoint.layout(tasks, envs_per_task, 1)
 
 
@@ -221,7 +221,7 @@ def test_overwrite_removes_only_the_run_files(tmp_path):
         (tmp_path / name).write_text("{}")
     for name in ("checkpoints/5", "plots", "mine"):
         (tmp_path / name).mkdir(parents=True)
-    assert checkpoint.prepare_run_dir(tmp_path, config, ["reach"]) is False
+    assert rundir.prepare_run_dir(tmp_path, config, ["reach"]) is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]
 
 
@@ -229,9 +229,9 @@ def test_host_fields_may_change_on_resume_but_run_fields_may_not(tmp_path):
     config = cfg.replace(cfg.Config(), train={"out": str(tmp_path)})
     (tmp_path / "config.json").write_text(json.dumps({"config": cfg.to_dict(config), "tasks": ["reach", "push"]}))
     longer = cfg.replace(config, train={"total_env_steps": 10**9, "wandb": False, "checkpoint_every": 5})
-    assert checkpoint.prepare_run_dir(tmp_path, longer, ["reach", "push"]) is True
+    assert rundir.prepare_run_dir(tmp_path, longer, ["reach", "push"]) is True
     with pytest.raises(checkpoint.CheckpointMismatchError, match=r"ppo.learning_rate 0.0003 -> 0.001"):
-        checkpoint.prepare_run_dir(tmp_path, cfg.replace(config, ppo={"learning_rate": 1e-3}), ["reach", "push"])
+        rundir.prepare_run_dir(tmp_path, cfg.replace(config, ppo={"learning_rate": 1e-3}), ["reach", "push"])
 
 
 # --------------------------------------------------------------------------------------- wandb
@@ -310,7 +310,7 @@ def test_series_averages_seeds_and_iqm_by_hand():
 
 def test_load_policy_returns_the_checkpoints_actor_and_normaliser(runs):
     state, _ = restore_final(runs["full"])
-    policy = evaluate.load_policy(runs["full"])
+    policy = rundir.load_policy(runs["full"])
     assert policy.tasks == TASKS and policy.step == 5 * CHUNK and policy.num_seeds == 1
     for x, y in zip(leaves(policy.actor_params), leaves(state["actor_params"])):
         assert x.tobytes() == y.tobytes()

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from toppo_jax import config as cfg
-from toppo_jax import evaluate as ev
-from toppo_jax import popart, train
+from toppo_jax import learner, loop, policy, popart, train
 
 TASKS4 = fake.TASKS[:4]
 ENVS_PER_TASK, LENGTH, K = 4, 10, 2
@@ -29,8 +28,12 @@ def small_config(**toppo):
 
 def _make(config, tasks=TASKS4, eval_tasks=None):
     env = fake.make_fake_multitask(tasks, ENVS_PER_TASK, episode_length=15)
-    eval_env = None if eval_tasks is None else fake.make_fake_multitask(eval_tasks, 50, eval_mode=True, episode_length=15)
-    return train.make_train(config, env, eval_env)
+    trainer = learner.make_train(config, env)
+    if eval_tasks is None:
+        return trainer
+    eval_env = fake.make_fake_multitask(eval_tasks, 50, eval_mode=True, episode_length=15)
+    evaluate, noisy = (policy.on_train_state(policy.make_evaluate(eval_env, trainer.networks, stochastic=s)) for s in (False, True))
+    return trainer, evaluate, noisy
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def test_chunk_metrics_are_finite_and_named_per_task(toppo_run):
         assert np.all(np.isfinite(value)), key
     for key in ("grad_norm", "actor_grad_norm", "popart_sigma", "popart_mean", "episodes", "successes"):
         assert metrics[key].shape == (4,), key
-    named = train.chunk_metrics(metrics, trainer.task_names)
+    named = loop.chunk_metrics(metrics, trainer.task_names)
     for key in ("train/value_loss", "train/policy_loss", "train/entropy", "train/d1", "train/d2", "train/success_mean"):
         assert key in named
     assert named["train/popart_sigma/fake-reach-2"] == pytest.approx(float(metrics["popart_sigma"][2]))
@@ -126,20 +129,20 @@ def test_evaluation_protocol_on_goals_at_and_away_from_the_start():
     # With the actor's head zeroed the mean action is 0: the point never moves. Every goal of
     # "fake-home" is at the start (success on every episode); the reach tasks' goals are >= 0.1 away.
     tasks = fake.TASKS  # four reach tasks, one more reach task and fake-home
-    trainer = _make(small_config(actor_combiner="mean", critic_combiner="mean"), tasks=tasks, eval_tasks=tasks)
+    trainer, evaluate, evaluate_stochastic = _make(small_config(actor_combiner="mean", critic_combiner="mean"), tasks=tasks, eval_tasks=tasks)
     state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
     head = state.actor_params["params"]["head"]
     zero_head = jax.tree_util.tree_map(jnp.zeros_like, head)
     state = state.replace(actor_params={"params": {**state.actor_params["params"], "head": zero_head}})
-    per_task = np.asarray(fake.fast_jit(trainer.evaluate)(state))
+    per_task = np.asarray(fake.fast_jit(evaluate)(state))
     np.testing.assert_array_equal(per_task, [0, 0, 0, 0, 0, 1])
-    summary = ev.summarize(per_task, tasks, (1, 3, 6, 10))
+    summary = policy.summarize(per_task, tasks, (1, 3, 6, 10))
     assert summary["eval/success_mean"] == pytest.approx(1 / 6)
     assert summary["eval/success_worst_1"] == 0.0 and summary["eval/success_worst_6"] == pytest.approx(1 / 6)
     assert "eval/success_worst_10" not in summary and summary["eval/success/fake-home"] == 1.0
     # Acting with samples (std 1 with the zeroed head) the point wanders: some episodes leave home for
     # good, some reach a goal; the same key gives the same result.
-    noisy = fake.fast_jit(trainer.evaluate_stochastic)
+    noisy = fake.fast_jit(evaluate_stochastic)
     sampled = np.asarray(noisy(state))
     assert sampled[-1] < 1.0 and sampled[:-1].sum() > 0.0, sampled
     np.testing.assert_array_equal(sampled, np.asarray(noisy(state)))
@@ -147,7 +150,7 @@ def test_evaluation_protocol_on_goals_at_and_away_from_the_start():
 
 def test_worst_k_by_hand():
     per_task = np.array([1.0, 0.5, 0.0, 0.25])
-    summary = ev.summarize(per_task, ["a", "b", "c", "d"], (1, 2, 3, 4))
+    summary = policy.summarize(per_task, ["a", "b", "c", "d"], (1, 2, 3, 4))
     assert summary["eval/success_mean"] == pytest.approx(0.4375)
     assert summary["eval/success_worst_1"] == 0.0
     assert summary["eval/success_worst_2"] == pytest.approx(0.125)
@@ -208,9 +211,9 @@ def test_toppo_learns_the_fake_reaching_tasks():
     )
     env = fake.make_fake_multitask(TASKS4, 16)
     eval_env = fake.make_fake_multitask(TASKS4, 50, eval_mode=True)
-    trainer = train.make_train(config, env, eval_env)
+    trainer = learner.make_train(config, env)
     state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
-    evaluate = fake.fast_jit(trainer.evaluate)
+    evaluate = fake.fast_jit(policy.on_train_state(policy.make_evaluate(eval_env, trainer.networks)))
     assert float(np.mean(evaluate(state))) < 0.1
     chunk = fake.fast_jit(trainer.train_chunk, donate_argnums=0)
     for _ in range(8):  # 8 x 10 iterations x 20 steps x 64 envs = 102,400 env steps

@@ -15,7 +15,7 @@ import pytest
 import envs
 from envs import parity
 from toppo_jax import config as cfg
-from toppo_jax import evaluate, networks as nets, ppo, train, video
+from toppo_jax import evaluate, filming, learner, networks as nets, ppo
 
 TASKS = ("reach", "push")
 STEPS = 40
@@ -25,7 +25,7 @@ def small_actor(num_tasks, seed=0, bias=None, task_weight=1.0):
     """A random actor; `bias` (8: mean and log-std) on its head gives it a steady drift and
     `task_weight` scales its first layer's weights on the one-hot task id."""
     config = cfg.replace(cfg.Config(), network={"actor_hidden": (32, 32), "critic_hidden": (32, 32)})
-    networks = train.build_networks(config, 39 + num_tasks, 4, num_tasks)
+    networks = learner.build_networks(config, 39 + num_tasks, 4, num_tasks)
     actor, _ = networks.init(jax.random.PRNGKey(seed))
     params = dict(actor["params"])
     if bias is not None:
@@ -45,15 +45,15 @@ def random_normaliser(seed=1):
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # imageio's ffmpeg reader: fork + exec
 def test_video_renders_the_port_state_to_an_mp4(tmp_path):
-    gl, reason = video.headless_gl()
+    gl, reason = filming.headless_gl()
     if gl is None:
         pytest.skip(reason)
     networks, actor = small_actor(1, bias=[2.0, 0, 0, 0, 0, 0, 0, 0])  # moves the hand along +x
-    model, nphys, states, goals, success = video.policy_rollout(
+    model, nphys, states, goals, success = filming.policy_rollout(
         "reach", ["reach"], 0, "mujoco", networks.actor.apply, actor, ppo.init_running_stats(39), steps=30
     )
     assert states.shape == (30, nphys + 7 * model.nmocap) and np.abs(states[-1] - states[0]).max() > 0.05
-    path = video.render_mp4(model, nphys, states, goals, success, tmp_path / "reach.mp4", size=64, every=1)
+    path = filming.render_mp4(model, nphys, states, goals, success, tmp_path / "reach.mp4", size=64, every=1)
     frames = np.stack([frame for frame in imageio.get_reader(path).iter_data()])
     assert frames.shape == (30, 64, 64, 3)
     assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 1.0  # the arm moved on screen
@@ -61,7 +61,7 @@ def test_video_renders_the_port_state_to_an_mp4(tmp_path):
 
 
 def _port_obs(networks, actor, stats, goals_per_task):
-    """The port's evaluation step (as in evaluate.make_evaluate), recording observations."""
+    """The port's evaluation step (as in policy.make_evaluate), recording observations."""
     env = envs.make_multitask(list(TASKS), goals_per_task, seed=0, staggered=False, eval_mode=True)
 
     def step(state, _):

@@ -7,19 +7,14 @@ observation normaliser, the batched env state, RNG keys, env-step and iteration 
 config hash, task list and batch layout). Orbax writes each step into a temporary directory and
 renames it when complete, so a reader never sees a half-written checkpoint (`all_steps` ignores the
 temporaries). The manager keeps the last N checkpoints plus the best by mean evaluation success
-(ties go to the later one).
-
-A run directory is tied to one run-defining config: `config_fingerprint` is the config without the
-fields that only steer the host loop (`HOST_FIELDS`: output, budget, checkpoint, logging and video
-settings), with the task spec replaced by the resolved task list. `prepare_run_dir` refuses a
-directory that holds another config unless `--overwrite`, and `Checkpointer.restore` refuses a
-checkpoint of another batch layout or task set, naming the mismatch, before reading any array.
+(ties go to the later one). `Checkpointer.restore` refuses a checkpoint of another batch layout or
+task set, naming the mismatch, before reading any array. The run directory around the checkpoints
+(its config, lock and policy loading) is `rundir.py`.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import shutil
@@ -34,27 +29,6 @@ from toppo_jax import config as cfg
 CHECKPOINTS = "checkpoints"
 BEST_METRIC = "eval/success_mean"
 META_FORMAT = 1
-# Fields that steer the host loop, not the training: they may change when a run is resumed.
-HOST_FIELDS = frozenset(
-    {
-        "train.out",
-        "train.total_env_steps",
-        "train.devices",
-        "train.distributed",
-        "train.overwrite",
-        "train.checkpoint_every",
-        "train.keep_checkpoints",
-        "train.wandb",
-        "train.wandb_project",
-        "train.videos",
-        "train.video_every",
-        "train.video_tasks",
-        "train.nan_rollbacks",
-        "train.eval_stochastic",
-    }
-)
-# What --overwrite removes from a run directory (never anything else).
-RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINTS, "plots", "videos", "wandb")
 
 
 class CheckpointMismatchError(cfg.ConfigError):
@@ -65,109 +39,11 @@ class CheckpointCorruptError(cfg.ConfigError):
     """Every checkpoint of a run directory is unreadable."""
 
 
-class RunLockedError(cfg.ConfigError):
-    """Another training process is writing to the run directory."""
-
-
-LOCK_FILE = ".lock"
 UNREADABLE = "checkpoints-unreadable"  # where unreadable checkpoints are moved, beside DIR/checkpoints
 
 
-class RunLock:
-    """An exclusive lock on a run directory for the life of a training process (`DIR/.lock`).
-
-    `fcntl.flock` on an open file: the kernel drops it when the process ends, however it ends
-    (SIGKILL included), so a crashed run never leaves a stale lock behind.
-    """
-
-    def __init__(self, out: Path):
-        import fcntl
-        import os
-        import socket
-
-        self.path = Path(out) / LOCK_FILE
-        self._file = open(self.path, "a+")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "unknown process"
-            self._file.close()
-            raise RunLockedError(
-                f"--out {out} is in use by another training run ({holder}); wait for it to end or choose another --out"
-            ) from None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        self._file.flush()
-
-    def release(self) -> None:
-        if not self._file.closed:
-            self._file.close()  # closing the file drops the flock
-
-
-# ------------------------------------------------------------------------------ config identity
-
-
-def _flat(config_dict: Mapping) -> dict[str, Any]:
-    return {f"{section}.{k}": v for section, fields in config_dict.items() for k, v in fields.items()}
-
-
-def _jsonable(x):
+def jsonable(x):
     return json.loads(json.dumps(x))  # tuples -> lists, so saved and current values compare equal
-
-
-def config_fingerprint(config_dict: Mapping, tasks: Sequence[str]) -> dict[str, Any]:
-    """Run-defining fields `section.field -> value` of a config dict (`config.to_dict`); missing
-    fields take today's defaults (or the old default, `cfg.LEGACY_DEFAULTS`), so a run saved before a
-    field existed still resumes, and one whose default has changed since says so."""
-    flat = _flat(cfg.to_dict(cfg.Config()))
-    flat.update({f"{sec}.{f}": v for (sec, f), v in cfg.LEGACY_DEFAULTS.items() if sec in config_dict})
-    flat.update(_flat(config_dict))
-    flat = {k: v for k, v in flat.items() if k not in HOST_FIELDS}
-    flat["env.tasks"] = list(tasks)  # 'mt10' and its ten names are the same task set
-    return _jsonable(flat)
-
-
-def config_hash(fingerprint: Mapping) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def describe_diff(saved: Mapping, current: Mapping, limit: int = 4) -> str:
-    """'env.envs_per_task 4 -> 8, ...' for the fields that differ (at most `limit`, then a count)."""
-    keys = sorted(set(saved) | set(current))
-    diffs = [f"{k} {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}" for k in keys if saved.get(k) != current.get(k)]
-    more = f" and {len(diffs) - limit} more" if len(diffs) > limit else ""
-    return ", ".join(diffs[:limit]) + more
-
-
-def prepare_run_dir(out: Path, config: cfg.Config, tasks: Sequence[str]) -> bool:
-    """Check `out` before a run: True if it may resume (same run-defining config or empty).
-
-    A directory holding another config raises CheckpointMismatchError naming the fields that differ,
-    unless `--overwrite`; `--overwrite` removes the run's files (RUN_FILES only) and starts afresh.
-    """
-    out = Path(out)
-    if config.train.overwrite:
-        for name in RUN_FILES:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        return False
-    path = out / "config.json"
-    if not path.exists():
-        return True
-    saved = json.loads(path.read_text())
-    saved_fp = config_fingerprint(saved.get("config", {}), saved.get("tasks", []))
-    current_fp = config_fingerprint(cfg.to_dict(config), tasks)
-    if saved_fp != current_fp:
-        raise CheckpointMismatchError(
-            f"--out {out} holds a run of another config ({describe_diff(saved_fp, current_fp)}); "
-            "pass --overwrite to replace it, or choose another --out"
-        )
-    return True
 
 
 def layout(task_names: Sequence[str], envs_per_task: int, num_seeds: int) -> dict[str, Any]:
@@ -293,7 +169,7 @@ class Checkpointer:
         metrics = None if success_mean is None else {BEST_METRIC: float(success_mean)}
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_jsonable(meta))),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(jsonable(meta))),
             metrics=metrics,
         )
         return True
@@ -399,23 +275,3 @@ class Checkpointer:
         self.manager.close()
 
 
-def open_run(run_dir: str | Path, best: bool = False) -> tuple[dict, dict, dict, int]:
-    """(config.json, raw state, meta, step) of a run's latest (or best-by-eval) checkpoint.
-
-    Raises FileNotFoundError with a one-line reason when the run has no config or no checkpoint.
-    """
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(f"--run {run_dir} has no config.json; give a directory written by toppo_jax.train")
-    saved = json.loads(config_path.read_text())
-    ckpt = Checkpointer(run_dir / CHECKPOINTS, read_only=True)
-    try:
-        step = ckpt.best_step() if best else ckpt.latest_step()
-        if step is None:
-            what = "evaluated checkpoint (--best)" if best else "checkpoint"
-            raise FileNotFoundError(f"--run {run_dir} has no {what} in {ckpt.directory}")
-        state, meta = ckpt.restore_raw(step)
-    finally:
-        ckpt.close()
-    return saved, state, meta, step

@@ -16,6 +16,7 @@ import difflib
 from typing import Mapping, Sequence
 
 from toppo_jax.combiners import COMBINERS
+from toppo_jax.learner import TRACED_HPARAMS, default_hparams
 from toppo_jax.networks import ACTIVATIONS, LOG_STD_CLIPS, LOG_STD_MAX, LOG_STD_MIN, POLICY_STDS
 
 IMPLS = ("mujoco", "warp", "jax", "auto")
@@ -25,6 +26,12 @@ DISTRIBUTED_MODES = ("auto", "on", "off")  # see toppo_jax/distributed.py
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line naming the value and the valid choices."""
+
+
+# Field metadata of the settings that steer the host loop, not the training (output, budget, devices,
+# checkpoints, logging, videos): they may change when a run is resumed, and are not part of the
+# config's fingerprint (toppo_jax/rundir.py).
+HOST = {"host": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,26 +84,26 @@ class ToppoConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    total_env_steps: int = 0  # env steps per seed; 0: 2M per task, the Meta-World+ budget (MT1 2M, MT10 2e7, MT50 1e8)
+    total_env_steps: int = dataclasses.field(default=0, metadata=HOST)  # env steps per seed; 0: 2M per task, the Meta-World+ budget (MT1 2M, MT10 2e7, MT50 1e8)
     iterations_per_chunk: int = 1  # K iterations per jitted call
     eval_every: int = 2_000_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 50  # episodes per task, one per goal of its 50-goal table
-    eval_stochastic: bool = False  # also evaluate acting with policy samples (logged as eval_stochastic/...)
+    eval_stochastic: bool = dataclasses.field(default=False, metadata=HOST)  # also evaluate acting with policy samples (logged as eval_stochastic/...)
     worst_k: tuple[int, ...] = (1, 3, 5, 10)  # report the mean of the k worst tasks (k <= number of tasks)
-    out: str = "runs/toppo"  # run directory (config.json, metrics.jsonl, checkpoints/, plots/, videos/); rerun to resume
+    out: str = dataclasses.field(default="runs/toppo", metadata=HOST)  # run directory (config.json, metrics.jsonl, checkpoints/, plots/, videos/); rerun to resume
     num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, one compile)
     sweep: str = ""  # in-jit grid, e.g. "learning_rate=1e-4,3e-4 cagrad_c=0.2,0.5": every point x every seed vmapped through one compile
-    checkpoint_every: int = 1_000_000  # env steps between checkpoints (0: only at evaluations and the end)
-    keep_checkpoints: int = 3  # keep the last N checkpoints, plus the best by eval success
-    overwrite: bool = False  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
-    nan_rollbacks: int = 0  # on non-finite losses/params: restore the last checkpoint with a halved learning rate, at most N times (0: stop)
-    devices: int = 1  # data parallel over this host's first N devices (0: all): envs split, params replicated; with --num-seeds/--sweep the members are split instead
-    distributed: str = "auto"  # multi-host: auto joins the other processes when a launcher started several (JAX_COORDINATOR_ADDRESS+JAX_NUM_PROCESSES+JAX_PROCESS_ID, srun, mpirun, TPU pod); on: always; off: never
-    wandb: bool = True  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
-    wandb_project: str = "toppo-jax"  # the wandb project (online: where the run appears)
-    videos: bool = True  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
-    video_every: int = 0  # env steps between videos during training (0: only at the end)
-    video_tasks: tuple[str, ...] = ()  # tasks to film (empty: the worst and the best task of the last evaluation)
+    checkpoint_every: int = dataclasses.field(default=1_000_000, metadata=HOST)  # env steps between checkpoints (0: only at evaluations and the end)
+    keep_checkpoints: int = dataclasses.field(default=3, metadata=HOST)  # keep the last N checkpoints, plus the best by eval success
+    overwrite: bool = dataclasses.field(default=False, metadata=HOST)  # discard the run in --out (checkpoints, metrics, plots, videos, wandb) and start afresh
+    nan_rollbacks: int = dataclasses.field(default=0, metadata=HOST)  # on non-finite losses/params: restore the last checkpoint with a halved learning rate, at most N times (0: stop)
+    devices: int = dataclasses.field(default=1, metadata=HOST)  # data parallel over this host's first N devices (0: all): envs split, params replicated; with --num-seeds/--sweep the members are split instead
+    distributed: str = dataclasses.field(default="auto", metadata=HOST)  # multi-host: auto joins the other processes when a launcher started several (JAX_COORDINATOR_ADDRESS+JAX_NUM_PROCESSES+JAX_PROCESS_ID, srun, mpirun, TPU pod); on: always; off: never
+    wandb: bool = dataclasses.field(default=True, metadata=HOST)  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
+    wandb_project: str = dataclasses.field(default="toppo-jax", metadata=HOST)  # the wandb project (online: where the run appears)
+    videos: bool = dataclasses.field(default=True, metadata=HOST)  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
+    video_every: int = dataclasses.field(default=0, metadata=HOST)  # env steps between videos during training (0: only at the end)
+    video_tasks: tuple[str, ...] = dataclasses.field(default=(), metadata=HOST)  # tasks to film (empty: the worst and the best task of the last evaluation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +119,16 @@ def replace(config: Config, **sections: Mapping) -> Config:
     """Config with fields of some sections replaced: replace(c, ppo={"num_epochs": 4})."""
     return dataclasses.replace(
         config, **{name: dataclasses.replace(getattr(config, name), **fields) for name, fields in sections.items()}
+    )
+
+
+def host_fields() -> frozenset[str]:
+    """'section.field' of every field marked HOST."""
+    return frozenset(
+        f"{section.name}.{f.name}"
+        for section in dataclasses.fields(Config)
+        for f in dataclasses.fields(getattr(Config(), section.name))
+        if f.metadata.get("host")
     )
 
 
@@ -177,19 +194,14 @@ def _unit(flag: str, value: float, *, closed: bool = True) -> None:
         raise ConfigError(f"{flag} {value} is not valid; it must lie in {interval}")
 
 
-# Scalar hyperparameters an in-jit sweep may vary (the section of Config each lives in).
-SWEEPABLE = {
-    "learning_rate": "ppo",
-    "entropy_coef": "ppo",
-    "popart_beta": "toppo",
-    "cagrad_c": "toppo",
-    "fairgrad_alpha": "toppo",
-}
+# Scalar hyperparameters an in-jit sweep may vary (the section of Config each lives in): the ones
+# the learner carries as traced values.
+SWEEPABLE = TRACED_HPARAMS
 
 
 def hparams(config: Config) -> dict[str, float]:
     """The sweepable scalars of a config (what a TrainState carries as traced values)."""
-    return {name: float(getattr(getattr(config, section), name)) for name, section in SWEEPABLE.items()}
+    return default_hparams(config)
 
 
 def with_hparams(config: Config, point: Mapping[str, float]) -> Config:

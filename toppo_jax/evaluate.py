@@ -1,22 +1,16 @@
-"""Jitted deterministic evaluation with the Meta-World protocol, and its summary metrics.
+"""Meta-World evaluation of a saved run, on the port and on official Meta-World (an entry point).
 
-The evaluation env is built with `eval_mode=True` and `envs_per_task` = episodes per task (50: env i
-of a task runs goal i of the task's 50-goal table, all starting together). One rollout from reset
-with the actor's mean action, until every env has finished its first episode, is the whole protocol:
-an episode succeeds if any of its steps does; a task's success is the mean over its episodes; the
-run reports the mean over tasks, worst-k (mean of the k lowest tasks) and the per-task table.
-
-`python -m toppo_jax.evaluate --run DIR [--reference] [--episodes N] [--best] --json PATH` (DESIGN.md
-contract 3) evaluates a saved run: the jitted protocol on the port, and with `--reference` the same
-policy (deterministic tanh(mean), the checkpoint's normaliser, the one-hot id appended as the port
-does) on official CPU Meta-World on the same goals, with the per-task gap port - official.
+`python -m toppo_jax.evaluate --run DIR [--reference] [--episodes N] [--best] --json PATH`
+(docs/design.md, "Contracts") evaluates a saved run: the jitted protocol (`policy.make_evaluate`) on
+the port, and with `--reference` the same policy (`policy.make_policy`: tanh(mean), the checkpoint's
+normaliser, the one-hot id appended as the port does) on official CPU Meta-World on the same goals,
+with the per-task gap port - official.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,112 +18,8 @@ import numpy as np
 
 from toppo_jax import networks as nets
 from toppo_jax import ppo
-
-MAX_EVAL_STEPS = 10_000
-
-
-def make_evaluate(eval_env, networks: nets.Networks, max_steps: int = MAX_EVAL_STEPS, stochastic: bool = False) -> Callable:
-    """evaluate(actor_params, obs_stats, rng) -> per-task success [T] (pure, jittable, vmappable).
-
-    `stochastic`: act with samples of the policy (as training does) instead of tanh(mean); a
-    diagnostic beside the protocol, e.g. for a policy that succeeds only with its noise."""
-    num_tasks, per_task = eval_env.num_tasks, eval_env.envs_per_task
-
-    def evaluate(actor_params, obs_stats: ppo.RunningStats, rng: jax.Array) -> jax.Array:
-        state = eval_env.reset(rng)
-        act_rng = jax.random.fold_in(rng, 1)
-        no = jnp.zeros((eval_env.num_envs,), bool)
-
-        def running(carry):
-            _, _, ended, t = carry
-            return jnp.logical_not(jnp.all(ended)) & (t < max_steps)
-
-        def step(carry):
-            state, success, ended, t = carry
-            mean, log_std = networks.actor.apply(actor_params, ppo.normalize_obs(obs_stats, state.obs))
-            if stochastic:
-                action, _, _ = nets.sample_action(jax.random.fold_in(act_rng, t), mean, log_std)
-            else:
-                action = nets.deterministic_action(mean)
-            state = eval_env.step(state, action)
-            done = state.done > 0
-            # Before the time-out the sticky per-episode success is current; at it, the env has reset
-            # and the ended episode's success is in info["episode_success"].
-            step_success = jnp.where(done, state.info["episode_success"], state.metrics["success"]) > 0
-            success = success | (step_success & jnp.logical_not(ended))
-            return state, success, ended | done, t + 1
-
-        _, success, _, _ = jax.lax.while_loop(running, step, (state, no, no, jnp.zeros((), jnp.int32)))
-        return jnp.mean(success.reshape(num_tasks, per_task).astype(jnp.float32), axis=-1)
-
-    return evaluate
-
-
-def worst_k(per_task: np.ndarray, k: int) -> float:
-    """Worst-k success = mean of the k lowest per-task success rates (k = T is the mean)."""
-    return float(np.mean(np.sort(np.asarray(per_task))[:k]))
-
-
-def summarize(per_task: np.ndarray, task_names: Sequence[str], ks: Sequence[int], prefix: str = "eval") -> dict[str, float]:
-    """Stable metric names: eval/success_mean, eval/success_worst_<k> (k <= T), eval/success/<task>."""
-    per_task = np.asarray(per_task, dtype=np.float64)
-    out = {f"{prefix}/success_mean": float(per_task.mean())}
-    for k in ks:
-        if k <= len(task_names):
-            out[f"{prefix}/success_worst_{k}"] = worst_k(per_task, k)
-    out.update({f"{prefix}/success/{name}": float(s) for name, s in zip(task_names, per_task)})
-    return out
-
-
-# ------------------------------------------------------------------ evaluating a saved run (CLI)
-#
-#   python -m toppo_jax.evaluate --run DIR [--reference] [--episodes N] [--best] --json PATH
-#
-# Without --reference: the jitted protocol above on the port, with the checkpoint's actor and
-# normaliser. With --reference: the same policy on official CPU Meta-World as well, on the same goals
-# (goal i of each task's 50-goal table from the run's benchmark and seed, i < N), and the gap.
-
-
-@dataclasses.dataclass(frozen=True)
-class SavedPolicy:
-    """The actor of a checkpoint: what evaluation and videos need, without the trainer that saved it."""
-
-    config: Any  # toppo_jax.config.Config
-    tasks: tuple[str, ...]
-    networks: nets.Networks
-    actor_params: Any  # with a leading seed axis when num_seeds > 1
-    obs_stats: ppo.RunningStats
-    num_seeds: int
-    seeds: tuple[int, ...]
-    step: int
-    meta: dict
-
-    def seed(self, i: int):
-        """(actor_params, obs_stats) of the i-th seed."""
-        if self.num_seeds == 1:
-            return self.actor_params, self.obs_stats
-        return jax.tree_util.tree_map(lambda x: x[i], (self.actor_params, self.obs_stats))
-
-
-def load_policy(run_dir, best: bool = False) -> SavedPolicy:
-    """The latest (or best-by-eval) checkpoint's actor and observation normaliser of a run."""
-    from toppo_jax import checkpoint
-    from toppo_jax import config as cfg
-    from toppo_jax.train import build_networks
-
-    saved, raw, meta, step = checkpoint.open_run(run_dir, best=best)
-    config = cfg.from_dict(saved["config"])
-    tasks = tuple(saved["tasks"])
-    actor_params = jax.tree_util.tree_map(jnp.asarray, raw["actor_params"])
-    obs_stats = ppo.RunningStats(**{k: jnp.asarray(v) for k, v in raw["obs_stats"].items()})
-    num_seeds = int(meta["layout"]["num_seeds"])
-    # Sizes from the arrays: base obs = the normaliser's width; actions = the actor head's width, halved
-    # when it also outputs the log-std.
-    base_obs = obs_stats.mean.shape[-1]
-    action_size = actor_params["params"]["head"]["kernel"].shape[-1] // (2 if config.network.policy_std == "state" else 1)
-    networks = build_networks(config, base_obs + len(tasks), action_size, len(tasks))
-    seeds = tuple(saved.get("seeds", [config.train.seed + i for i in range(num_seeds)]))
-    return SavedPolicy(config, tasks, networks, actor_params, obs_stats, num_seeds, seeds, int(step), meta)
+from toppo_jax.policy import make_evaluate, make_policy, summarize, with_task_id
+from toppo_jax.rundir import SavedPolicy, load_policy
 
 
 def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None = None, impl: str | None = None,
@@ -155,11 +45,11 @@ def make_policy_fn(networks: nets.Networks, actor_params, obs_stats: ppo.Running
     """act(obs [n, 39], task_index) -> tanh(mean) [n, 4]: the port's input (obs, one-hot id appended
     as envs/multitask.py does, the checkpoint's normaliser) for observations of official envs."""
 
+    pi = make_policy(networks.actor.apply, stochastic=False)
+
     @jax.jit
     def act(obs, task_index):
-        one_hot = jax.nn.one_hot(jnp.full(obs.shape[:1], task_index), num_tasks, dtype=jnp.float32)
-        mean, _ = networks.actor.apply(actor_params, ppo.normalize_obs(obs_stats, jnp.concatenate([obs, one_hot], axis=-1)))
-        return nets.deterministic_action(mean)
+        return pi(actor_params, obs_stats, with_task_id(obs, task_index, num_tasks)).action
 
     def policy(obs: np.ndarray, task_index: int) -> np.ndarray:
         return np.asarray(act(jnp.asarray(obs, jnp.float32), jnp.int32(task_index)), np.float32)
@@ -283,7 +173,7 @@ def _table(rows: dict, reference: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None) -> int:
-    """CLI entry (DESIGN.md contract 3). Bad input: one line on stderr, exit code 2."""
+    """CLI entry (docs/design.md, "Contracts"). Bad input: one line on stderr, exit code 2."""
     import argparse
     import json
     import sys

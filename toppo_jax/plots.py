@@ -265,7 +265,7 @@ def _run_seeds(run_dir: Path) -> dict[int, list[dict]]:
 
 
 def _group_key(run_dir: Path) -> tuple[str, dict]:
-    from toppo_jax.checkpoint import config_fingerprint
+    from toppo_jax.rundir import config_fingerprint
 
     saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     fp = config_fingerprint(saved.get("config", {}), saved.get("tasks", []))
