@@ -1,9 +1,10 @@
 """TOPPO (Tail-Optimized PPO with Critic Balancing) for multi-task Meta-World, end to end in JAX.
 
-The trainer is split by concept: `networks` (actor, LayerNorm critic, squashed Gaussian), `popart`
-(per-task value normalisation), `combiners` (per-task gradient combiners and the D1/D2 diagnostics),
-`ppo` (GAE with truncation, losses, normalisers, minibatching), `config` (frozen dataclasses and
-validation), `train` (one jitted chunk of K iterations and the host loop), `evaluate` (the
-Meta-World protocol, on the port or official Meta-World), and the run directory's artefacts:
-`checkpoint` (orbax, exact resume), `logger` (metrics.jsonl and wandb), `plots` and `video`.
+Layers, imports only downward (docs/architecture.md; tests/test_layering.py):
+- core (jax, flax, optax): `networks`, `ppo`, `popart`, `combiners`, `learner` (TrainState and the
+  jitted `make_train`), `policy` (the observation -> action chain and the Meta-World protocol);
+- config: `config` (frozen dataclasses, validation), `presets` (the benchmark settings and ablations);
+- runtime (core + config + `envs`): `loop` (the host loop), `rundir`, `checkpoint`, `sharding`,
+  `distributed`, `population`, `logger`, `plots`, `filming`;
+- entry points: `train`, `evaluate`, `video` (`python -m toppo_jax.<name>`).
 """

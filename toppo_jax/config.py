@@ -1,6 +1,6 @@
 """Frozen dataclass configuration of a TOPPO run, its validation, and task-list resolution.
 
-Defaults reproduce the paper setting as far as it is known (DESIGN.md section 5): the 717K-parameter
+Defaults reproduce the paper setting as far as it is known (docs/design.md, "TOPPO: what is known"): the 717K-parameter
 networks, Meta-World+ reference PPO settings, per-task PopArt and a LayerNorm critic. What the paper
 does not say (which combiner on which side, PopArt step size, rollout shape) is a stated guess to be
 settled by sweeps. Field names are unique across sections so the CLI exposes them as flat flags

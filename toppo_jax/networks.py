@@ -7,7 +7,7 @@ hidden layers may be pre-activation LayerNorm blocks (Linear -> LayerNorm -> act
 TOPPO's Critic Balancing), with either one scalar head shared by all tasks (with PopArt, a trained
 per-task affine maps it to each task's normalised value: `PerTaskAffine`, `popart.py`) or one head
 per task. The default sizes are the
-only MLP that matches TOPPO's reported 717K parameters on MT50 (DESIGN.md section 5).
+only MLP that matches TOPPO's reported 717K parameters on MT50 (docs/design.md, "TOPPO: what is known").
 """
 
 from __future__ import annotations
