@@ -13,13 +13,14 @@ import jax
 import jax.numpy as jnp
 
 from envs.registry import benchmark_for, resolve_tasks
+from envs.backends import DEFAULT_IMPL
 from envs.control import ACTION_SIZE
 from envs.sawyer import SawyerEnv
 from envs.types import OBS_SIZE, State
 
 
 class MultiTaskEnv:
-    def __init__(self, tasks, envs_per_task: int, *, seed: int = 0, impl: str = "mujoco", staggered: bool = True,
+    def __init__(self, tasks, envs_per_task: int, *, seed: int = 0, impl: str = DEFAULT_IMPL, staggered: bool = True,
                  eval_mode: bool = False, mesh=None, **backend_kwargs):
         if not isinstance(envs_per_task, int) or envs_per_task <= 0:
             raise ValueError(f"envs_per_task must be a positive integer, got {envs_per_task!r}")

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import assets
-from envs.backends import BackendUnavailableError
+from envs.backends import DEFAULT_IMPL, EXACT_IMPL, IMPL_CHOICES, BackendUnavailableError, check_impl
 from envs.control import MAX_PATH_LENGTH, NUM_GOALS
 from envs.types import OBS_FRAME, OBS_HAND, OBS_OBJ1_POS
 from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
@@ -203,9 +203,8 @@ def _observed(env, goals: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return np.asarray(jax.jit(lambda s, a: jax.lax.scan(body, s, a)[1])(state, jnp.asarray(actions)))
 
 
-def run(tasks, episodes: int, seed: int, impl: str = "mujoco", log=print) -> dict:
+def run(tasks, episodes: int, seed: int, impl: str = DEFAULT_IMPL, log=print) -> dict:
     """Expert parity per task; on an MJX backend also the agreement with the exact ``mujoco`` backend."""
-    from envs.backends import check_impl
     from envs.sawyer import SawyerEnv
 
     impl = check_impl(impl)
@@ -213,7 +212,7 @@ def run(tasks, episodes: int, seed: int, impl: str = "mujoco", log=print) -> dic
     bench = benchmark_for(names)
     table = assets.goal_table(bench, seed)
     idx = goal_indices(episodes, seed)
-    mjx = impl != "mujoco"
+    mjx = impl != EXACT_IMPL
     result = {"tasks": {}, "impl": impl, "episodes": episodes, "seed": seed, "benchmark": bench}
     extra = "".join(f" {f'obj@{t}':>9s}" for t in AGREEMENT_STEPS) if mjx else ""
     log(f"{'task':28s} {'official':>9s} {'port':>7s} {'gap':>7s}{extra}  time")
@@ -223,7 +222,7 @@ def run(tasks, episodes: int, seed: int, impl: str = "mujoco", log=print) -> dic
         off = official_success(name, table[name][idx])
         row = {"official": float(off.mean()), "episodes": episodes}
         if mjx:
-            reference = SawyerEnv(name, seed=seed, benchmark=bench, impl="mujoco", eval_mode=True)
+            reference = SawyerEnv(name, seed=seed, benchmark=bench, impl=EXACT_IMPL, eval_mode=True)
             port, agreement = backend_agreement(env, reference, idx)
             row.update(agreement, edits=list(getattr(env.backend, "edits", ())))
         else:
@@ -262,15 +261,15 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", default="mt10", help="mt10, mt50, or comma-separated task names")
     p.add_argument("--episodes", type=int, default=20, help="episodes per task (distinct goals up to 50)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--impl", default="mujoco", help="physics backend: mujoco, warp, jax")
+    p.add_argument("--impl", default=DEFAULT_IMPL, help=f"physics backend: {', '.join(IMPL_CHOICES)}")
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--replay", action="store_true", help="state-replay error table instead of expert parity")
     args = p.parse_args(argv)
     if args.episodes <= 0:
         print(f"error: --episodes must be positive, got {args.episodes}", file=sys.stderr)
         return 2
-    if args.impl not in ("mujoco", "warp", "jax", "auto"):
-        print(f"error: unknown --impl '{args.impl}'; valid: auto, mujoco, warp, jax", file=sys.stderr)
+    if args.impl not in IMPL_CHOICES:
+        print(f"error: unknown --impl '{args.impl}'; valid: {', '.join(IMPL_CHOICES)}", file=sys.stderr)
         return 2
     try:
         resolve_tasks(args.tasks)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import assets
-from envs.backends import make_backend
+from envs.backends import DEFAULT_IMPL, make_backend
 from envs.control import ACTION_SIZE, GRIPPER_DISTANCE_SCALE, NUM_GOALS
 from envs.tasks.base import SAWYER_FRAMES, Task, common_constants
 from envs.types import OBJECTS_SIZE, OBS_FRAME, OBS_SIZE, Kinematics, State
@@ -29,7 +29,7 @@ STEP_INFO_KEYS = ("success", "near_object", "grasp_success", "grasp_reward", "in
 class SawyerEnv:
     """One Meta-World task on a physics backend, batched over envs."""
 
-    def __init__(self, task: str, *, seed: int = 0, benchmark: str | None = None, impl: str = "mujoco",
+    def __init__(self, task: str, *, seed: int = 0, benchmark: str | None = None, impl: str = DEFAULT_IMPL,
                  eval_mode: bool = False, **backend_kwargs):
         from envs.registry import benchmark_for, canonical
         from envs.tasks import PORTED

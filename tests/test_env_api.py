@@ -194,3 +194,18 @@ def test_warp_multitask_step_is_bit_identical_to_stepping_each_group_alone():
     fused, alone = _rollout(env.step, state, actions), _rollout(per_group, state, actions)
     for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(alone)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_backend_names_come_from_one_list_and_auto_is_resolved_in_one_function(monkeypatch, capsys):
+    from envs import parity
+    from envs.backends import IMPL_CHOICES, IMPLS, check_impl
+
+    assert IMPL_CHOICES == ("auto", *IMPLS)
+    assert check_impl("auto") == "mujoco"  # CPU
+    # A platform whose backend cannot run here (TPU -> jax, not built) falls back to the exact backend.
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert check_impl("auto") == "mujoco"
+    with pytest.raises(ValueError, match="unknown impl 'cuda'; valid: " + ", ".join(IMPL_CHOICES)):
+        check_impl("cuda")
+    assert parity.main(["--tasks", "reach", "--impl", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: unknown --impl 'cuda'; valid: {', '.join(IMPL_CHOICES)}"

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 from envs.backends.base import PhysicsBackend, step_each  # noqa: F401
 
-IMPLS = ("mujoco", "warp", "jax")
+IMPLS = ("mujoco", "warp", "jax")  # the backends, by name: the one list every part of envs uses
+IMPL_CHOICES = ("auto", *IMPLS)  # what ``impl=`` / ``--impl`` accepts
+EXACT_IMPL = "mujoco"  # official C MuJoCo, bit-exact physics: the reference of the MJX backends
+DEFAULT_IMPL = EXACT_IMPL
+AUTO_IMPL = {"gpu": "warp", "cuda": "warp", "tpu": "jax"}  # impl='auto' by JAX platform; anything else: mujoco
 
 
 class BackendUnavailableError(RuntimeError):
@@ -29,11 +33,24 @@ class BackendUnavailableError(RuntimeError):
 
 
 def check_impl(impl: str) -> str:
-    """The backend `impl` resolves to here; BackendUnavailableError (naming the valid choices) if it cannot run."""
+    """The backend `impl` resolves to here; BackendUnavailableError (naming the valid choices) if it cannot run.
+
+    The one place that resolves 'auto': the platform's backend (``AUTO_IMPL``: warp on NVIDIA, jax on
+    TPU), or ``EXACT_IMPL`` (mujoco) where that one cannot run here (logged) or on CPU."""
+    import logging
+
     import jax
 
     if impl == "auto":
-        return {"gpu": "warp", "cuda": "warp", "tpu": "jax"}.get(jax.default_backend(), "mujoco")
+        platform = jax.default_backend()
+        picked = AUTO_IMPL.get(platform, EXACT_IMPL)
+        try:
+            picked = check_impl(picked)
+        except BackendUnavailableError as e:
+            logging.getLogger("envs").warning("impl='auto': %s unavailable on %s (%s); using %s", picked, platform, e, EXACT_IMPL)
+            picked = EXACT_IMPL
+        logging.getLogger("envs").info("impl='auto' picked %s on platform %s", picked, platform)
+        return picked
     if impl == "mujoco":
         return impl
     if impl == "warp":
@@ -49,18 +66,12 @@ def check_impl(impl: str) -> str:
         raise BackendUnavailableError(
             "impl='jax' (MJX JAX) has no edited task models yet; valid now: mujoco, warp, auto"
         )
-    raise ValueError(f"unknown impl '{impl}'; valid: auto, {', '.join(IMPLS)}")
+    raise ValueError(f"unknown impl '{impl}'; valid: {', '.join(IMPL_CHOICES)}")
 
 
-def make_backend(impl: str, task_model, mocap_low, mocap_high, **kwargs):
-    """Build a backend by name; 'auto' picks warp on NVIDIA, jax on TPU, mujoco on CPU."""
-    import logging
-
-    import jax
-
+def make_backend(impl: str, task_model, mocap_low, mocap_high, **kwargs) -> PhysicsBackend:
+    """Build a backend by name ('auto' resolved by ``check_impl``)."""
     picked = check_impl(impl)
-    if impl == "auto":
-        logging.getLogger("envs").info("impl='auto' picked %s on platform %s", picked, jax.default_backend())
     if picked == "warp":
         from envs.backends.warp_backend import WarpBackend
 
