@@ -292,6 +292,14 @@ def test_plots_of_a_run_and_of_a_comparison(runs, tmp_path):
     assert plots.main(["--runs", str(runs["full"]), str(runs["part"]), "--out", str(out), "--labels", "a", "a"]) == 0
     assert imageio.imread(out).shape[1] > 800
     assert plots.main(["--runs", str(runs["full"])]) == 2  # no --out
+    # D1/D2 per group: the medians written beside the figure are those of the logged values.
+    d1d2 = tmp_path / "d1d2.png"
+    assert plots.main(["--runs", str(runs["full"]), str(runs["part"]), "--out", str(d1d2), "--labels", "f", "p", "--diagnostics"]) == 0
+    medians = json.loads(d1d2.with_suffix(".json").read_text())
+    full_d1 = [line["train/d1"] for line in logger.read_metrics(runs["full"] / "metrics.jsonl")]
+    assert medians["f"]["train/d1"] == pytest.approx(float(np.median(full_d1)), rel=1e-6)
+    assert set(medians["p"]) == {"train/d1", "train/d2", "train/actor_d1", "train/actor_d2"}
+    assert imageio.imread(d1d2).std() > 10
     assert plots.main(["--run", str(tmp_path / "nothing")]) == 2
 
 

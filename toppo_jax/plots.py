@@ -2,6 +2,7 @@
 
     python -m toppo_jax.plots --run DIR                      # DIR/plots/*.png (also redrawn at every evaluation)
     python -m toppo_jax.plots --runs D1 D2 ... --out cmp.png [--labels A B ...]
+    python -m toppo_jax.plots --runs D1 D2 ... --out d1d2.png --diagnostics   # D1/D2 per group, medians in d1d2.json
 
 One run gives four figures in DIR/plots/: `success.png` (evaluation mean and worst-k success vs env
 steps, training-episode success for reference), `success_per_task.png` (per-task evaluation success
@@ -292,8 +293,8 @@ def _labels_from_configs(fps: list[dict]) -> list[str]:
     return labels
 
 
-def plot_comparison(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Sequence[str] | None = None) -> Path:
-    """Mean ± std over seeds of eval success per group, and IQM of final success; returns the PNG path."""
+def _groups(run_dirs: Sequence[str | Path], labels: Sequence[str] | None) -> tuple[list[str], list[dict]]:
+    """(group names, groups {"fp", "seeds": [metrics lines of one seed, ...]}): runs grouped by config without the seed, or by label."""
     run_dirs = [Path(d) for d in run_dirs]
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"--labels has {len(labels)} names for {len(run_dirs)} runs; give one per run")
@@ -303,11 +304,48 @@ def plot_comparison(run_dirs: Sequence[str | Path], out_png: str | Path, labels:
         group = groups.setdefault(key, {"fp": fp, "seeds": []})
         group["seeds"].extend(_run_seeds(run_dir).values())
     names = list(groups) if labels is not None else _labels_from_configs([g["fp"] for g in groups.values()])
+    return names, list(groups.values())
 
+
+DIAGNOSTICS = (("train/d1", "critic D1 = log10 max/min |g_i|²"), ("train/d2", "critic D2 = mean cosine(g_i, g_j)"),
+               ("train/actor_d1", "actor D1"), ("train/actor_d2", "actor D2"))
+
+
+def plot_diagnostics_comparison(run_dirs: Sequence[str | Path], out_png: str | Path,
+                                labels: Sequence[str] | None = None) -> tuple[Path, dict]:
+    """D1/D2 of the critic and the actor over training, one curve per group (mean over seeds); returns
+    (PNG path, {group: {key: median over every logged chunk and seed}}), the medians also in PNG.json."""
+    names, groups = _groups(run_dirs, labels)
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+    medians: dict[str, dict] = {}
+    for i, (name, group) in enumerate(zip(names, groups)):
+        medians[name] = {}
+        for ax, (key, title) in zip(axes.flat, DIAGNOSTICS):
+            curves = [series(seed_lines, key) for seed_lines in group["seeds"]]
+            curves = [c for c in curves if len(c[0])]
+            if not curves:
+                continue
+            common = sorted(set.intersection(*(set(c[0].tolist()) for c in curves)))
+            values = np.array([[dict(zip(c[0].tolist(), c[1]))[step] for step in common] for c in curves])
+            _band(ax, np.array(common), values.mean(axis=0), values.std(axis=0), f"{name} (n={len(curves)})", color=f"C{i}")
+            medians[name][key] = float(np.median(values))
+            _finish(ax, title, key.removeprefix("train/"))
+    for ax in axes.flat:
+        ax.legend(fontsize=8, loc="best")
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    out_png.with_suffix(".json").write_text(json.dumps(medians, indent=2))
+    return _save(fig, out_png), medians
+
+
+def plot_comparison(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Sequence[str] | None = None) -> Path:
+    """Mean ± std over seeds of eval success per group, and IQM of final success; returns the PNG path."""
+    names, groups = _groups(run_dirs, labels)
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
     iqms, finals = [], []
-    for name, group in zip(names, groups.values()):
+    for name, group in zip(names, groups):
         curves = [series(seed_lines, "eval/success_mean") for seed_lines in group["seeds"]]
         curves = [c for c in curves if len(c[0])]
         if not curves:
@@ -344,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", help="run directories to compare (seeds of one config are grouped)")
     parser.add_argument("--out", help="PNG path of the comparison (with --runs)")
     parser.add_argument("--labels", nargs="+", help="one label per --runs directory; equal labels form one group")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="with --runs: compare D1/D2 of the critic and the actor instead (medians in OUT.json)")
     args = parser.parse_args(argv)
     try:
         if bool(args.run) == bool(args.runs):
@@ -354,7 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if not args.out:
                 raise ValueError("--runs needs --out PNG")
-            print(plot_comparison(args.runs, args.out, args.labels))
+            if args.diagnostics:
+                path, medians = plot_diagnostics_comparison(args.runs, args.out, args.labels)
+                print(path)
+                print(json.dumps(medians, indent=2))
+            else:
+                print(plot_comparison(args.runs, args.out, args.labels))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
