@@ -202,3 +202,9 @@ def test_a_run_of_the_art_only_popart_refuses_to_resume_naming_the_field(tmp_pat
     # Asking for the old version by flag is refused with the reason, before anything runs.
     with pytest.raises(cfg.ConfigError, match="--popart-version 1 is not valid; only 2"):
         cfg.validate(cfg.replace(cfg.Config(), toppo={"popart_version": 1}))
+
+
+def test_backend_names_have_one_source():
+    import envs.backends
+
+    assert set(cfg.IMPLS) == set(envs.backends.IMPL_CHOICES)  # the trainer's --impl choices are the port's

@@ -298,7 +298,7 @@ def test_plots_of_a_run_and_of_a_comparison(runs, tmp_path):
     medians = json.loads(d1d2.with_suffix(".json").read_text())
     full_d1 = [line["train/d1"] for line in logger.read_metrics(runs["full"] / "metrics.jsonl")]
     assert medians["f"]["train/d1"] == pytest.approx(float(np.median(full_d1)), rel=1e-6)
-    assert set(medians["p"]) == {"train/d1", "train/d2", "train/actor_d1", "train/actor_d2"}
+    assert set(medians["p"]) == {"train/d1", "train/d2", "train/d1_shared", "train/d2_shared", "train/actor_d1", "train/actor_d2"}
     assert imageio.imread(d1d2).std() > 10
     assert plots.main(["--run", str(tmp_path / "nothing")]) == 2
 
@@ -345,6 +345,7 @@ def test_evaluate_cli_on_the_port_matches_the_training_evaluation(runs, tmp_path
     assert evaluate.main(["--run", str(runs["full"]), "--episodes", "0"]) == 2
     assert evaluate.main(["--run", str(tmp_path / "missing")]) == 2
     assert evaluate.main(["--run", str(runs["full"]), "--reference", "--workers", "0"]) == 2
+    assert evaluate.main(["--run", str(runs["full"]), "--impl", "cuda"]) == 2  # named by envs.backends, like train
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "--episodes 0" in err[0] and "config.json" in err[1] and "--workers 0" in err[2]
 

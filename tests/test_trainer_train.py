@@ -82,7 +82,8 @@ def test_chunk_metrics_are_finite_and_named_per_task(toppo_run):
     for key in ("grad_norm", "actor_grad_norm", "popart_sigma", "popart_mean", "episodes", "successes"):
         assert metrics[key].shape == (4,), key
     named = loop.chunk_metrics(metrics, trainer.task_names)
-    for key in ("train/value_loss", "train/policy_loss", "train/entropy", "train/d1", "train/d2", "train/success_mean"):
+    for key in ("train/value_loss", "train/policy_loss", "train/entropy", "train/d1", "train/d2", "train/d1_shared",
+                "train/d2_shared", "train/success_mean"):
         assert key in named
     assert named["train/popart_sigma/fake-reach-2"] == pytest.approx(float(metrics["popart_sigma"][2]))
     np.testing.assert_allclose(metrics["popart_sigma"], popart.popart_sigma(state.popart), rtol=1e-6)
@@ -159,14 +160,14 @@ def test_worst_k_by_hand():
 
 
 @pytest.mark.parametrize("num_seeds", [1, 2])
-def test_main_writes_config_and_metrics(tmp_path, num_seeds):
+def test_main_writes_config_and_metrics(tmp_path, num_seeds, capsys):
     out = tmp_path / "run"
     argv = [
         "--tasks", "fake4", "--total-env-steps", "1500", "--out", str(out),
         "--envs-per-task", str(ENVS_PER_TASK), "--rollout-length", str(LENGTH), "--iterations-per-chunk", str(K),
         "--num-epochs", "2", "--num-minibatches", "4", "--actor-hidden", "32", "32", "--critic-hidden", "32", "32",
         "--eval-every", "640", "--eval-episodes", "5", "--worst-k", "1", "2", "--num-seeds", str(num_seeds), "--no-wandb",
-        *SWITCHES_OFF_FLAGS,
+        "--log-every", "2", *SWITCHES_OFF_FLAGS,
     ]  # fmt: skip
     code = train.main(
         argv,
@@ -175,6 +176,10 @@ def test_main_writes_config_and_metrics(tmp_path, num_seeds):
         compiler_options=fake.FAST_COMPILE,
     )
     assert code == 0
+    # stderr is not a terminal here: a plain progress line every 2 chunks and at the last, not a silent bar.
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("toppo ")]
+    assert [line.split(" env steps")[0] for line in progress] == ["toppo 640/1,600", "toppo 1,280/1,600", "toppo 1,600/1,600"]
+    assert " sps | eval " in progress[-1] and "worst-1 " in progress[-1] and "ETA 0:00:00" in progress[-1]
     saved = json.loads((out / "config.json").read_text())
     seeds = list(range(num_seeds))
     assert saved["tasks"] == list(TASKS4) and saved["seeds"] == seeds
@@ -220,3 +225,13 @@ def test_toppo_learns_the_fake_reaching_tasks():
         state, _ = chunk(state)
     per_task = np.asarray(evaluate(state))
     assert per_task.mean() >= 0.9 and per_task.min() >= 0.7, per_task
+
+
+def test_shared_critic_drops_only_the_per_task_output_layer():
+    from toppo_jax import networks as nets
+
+    for per_task_heads, popart_affine, dropped in ((False, True, "popart"), (True, True, "head"), (False, False, None)):
+        networks = nets.make_networks(9, 4, 5, critic_hidden=(8,), per_task_heads=per_task_heads, popart_affine=popart_affine)
+        _, params = jax.eval_shape(networks.init, jax.random.PRNGKey(0))
+        kept = set(learner.shared_critic(params)["params"])
+        assert kept == set(params["params"]) - {dropped}, (per_task_heads, popart_affine)

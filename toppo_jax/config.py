@@ -99,6 +99,7 @@ class TrainConfig:
     nan_rollbacks: int = dataclasses.field(default=0, metadata=HOST)  # on non-finite losses/params: restore the last checkpoint with a halved learning rate, at most N times (0: stop)
     devices: int = dataclasses.field(default=1, metadata=HOST)  # data parallel over this host's first N devices (0: all): envs split, params replicated; with --num-seeds/--sweep the members are split instead
     distributed: str = dataclasses.field(default="auto", metadata=HOST)  # multi-host: auto joins the other processes when a launcher started several (JAX_COORDINATOR_ADDRESS+JAX_NUM_PROCESSES+JAX_PROCESS_ID, srun, mpirun, TPU pod); on: always; off: never
+    log_every: int = dataclasses.field(default=1, metadata=HOST)  # when stderr is not a terminal (SLURM, nohup, | tee): a plain progress line every N chunks instead of the bar
     wandb: bool = dataclasses.field(default=True, metadata=HOST)  # log to Weights & Biases (offline unless WANDB_MODE says otherwise)
     wandb_project: str = dataclasses.field(default="toppo-jax", metadata=HOST)  # the wandb project (online: where the run appears)
     videos: bool = dataclasses.field(default=True, metadata=HOST)  # render policy videos (MuJoCo port only) into DIR/videos at the end of training
@@ -300,6 +301,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _positive("--keep-checkpoints", train.keep_checkpoints)
     _positive("--video-every", train.video_every, allow_zero=True)
     _positive("--nan-rollbacks", train.nan_rollbacks, allow_zero=True)
+    _positive("--log-every", train.log_every)
     _positive("--devices", train.devices, allow_zero=True)
     if not train.wandb_project:
         raise ConfigError("--wandb-project '' is not valid; give a project name")

@@ -18,6 +18,7 @@ import numpy as np
 
 from toppo_jax import networks as nets
 from toppo_jax import ppo
+from toppo_jax.loop import check_impl
 from toppo_jax.policy import make_evaluate, make_policy, summarize, with_task_id
 from toppo_jax.rundir import SavedPolicy, load_policy
 
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     parser.add_argument("--reference", action="store_true", help="also evaluate on official CPU Meta-World and report the gap")
     parser.add_argument("--episodes", type=int, default=50, help="episodes per task, one per goal of the 50-goal table (default 50)")
     parser.add_argument("--best", action="store_true", help="the best-by-eval checkpoint instead of the latest")
-    parser.add_argument("--impl", default=None, help="port physics backend (default: the run's)")
+    parser.add_argument("--impl", default=None, help="port physics backend: auto, mujoco, warp or jax (default: the run's)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the --reference envs (default: one per CPU core)")
     parser.add_argument("--worst-k", type=int, nargs="+", default=None, help="k's for worst-k (default: the run's)")
@@ -199,14 +200,14 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
             raise ConfigError(f"--episodes {args.episodes} is not valid; it must be > 0")
         if args.workers is not None and args.workers <= 0:
             raise ConfigError(f"--workers {args.workers} is not valid; it must be > 0")
-        if args.impl is not None and args.impl not in ("mujoco", "warp", "jax"):
-            raise ConfigError(f"--impl {args.impl!r} is not valid; choose one of: mujoco, warp, jax")
         policy = load_policy(args.run, best=args.best)
+        impl = args.impl or policy.config.env.impl
+        if make_env is None:
+            impl = check_impl(impl)  # auto resolves by platform, as in train
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     ks = tuple(args.worst_k or policy.config.train.worst_k)
-    impl = args.impl or policy.config.env.impl
     t0 = time.perf_counter()
     port, *sampled = port_success(policy, args.episodes, make_env, impl, (False, True) if args.stochastic else (False,))  # [S, T] each
     port_s = time.perf_counter() - t0

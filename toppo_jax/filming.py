@@ -3,9 +3,9 @@
 The policy (`policy.make_policy`, tanh(mean)) runs on the port (`envs.SawyerEnv` of the task, in eval
 mode on goal 0 of the run's goal table, with the run's one-hot task id and observation normaliser)
 inside one jitted scan that records the physics state of every step. The frames are drawn from those
-states: the port's model of the task (`task_model.model`; moved fixtures are mocap bodies there) gets
-qpos, qvel and the mocap poses from the state vector, then `mj_forward`, and the goal site is placed
-at the observed goal the way official `step` does. A bar along the top turns green once the episode
+states through the env's public rendering API (`SawyerEnv.render_model`, `SawyerEnv.physics_state`,
+`envs.render.set_state`: the port's model of the task, its state vector, the goal site placed at the
+observed goal the way official `step` does). A bar along the top turns green once the episode
 has succeeded. Every 2nd control step is filmed (40 fps: real time). Files go to
 DIR/videos/<task>_<env_steps>.mp4 (H.264 through imageio-ffmpeg). The CLI is `toppo_jax/video.py`.
 
@@ -97,12 +97,13 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
                    steps: int | None = None, goal: int = 0):
     """Run the deterministic policy on the port for one episode of `task`.
 
-    Returns (model, nphys, states float64 [steps, nstate], goals float32 [steps, 3], success [steps]):
+    Returns (model, states float64 [steps, nstate], goals float32 [steps, 3], success [steps]):
     the state, observed goal and sticky episode success before each step (frame 0 is the reset state).
     """
     import jax
     import jax.numpy as jnp
 
+    from envs import OBS_GOAL
     from envs.registry import benchmark_for
     from envs.sawyer import SawyerEnv
     from toppo_jax.policy import make_policy, with_task_id
@@ -115,7 +116,7 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
 
     def step(state, _):
         obs = with_task_id(state.obs, index, len(task_names))
-        record = (jax.tree.map(lambda x: x[0], state.data), state.obs[0, 36:39], state.metrics["success"][0])
+        record = (jax.tree.map(lambda x: x[0], state.data), state.obs[0, OBS_GOAL], state.metrics["success"][0])
         return env.step(state, act(actor_params, obs_stats, obs).action), record
 
     @jax.jit
@@ -124,8 +125,7 @@ def policy_rollout(task: str, task_names: Sequence[str], seed: int, impl: str, a
 
     state = env.reset(jax.random.PRNGKey(0), 1, goals=jnp.array([goal]))
     data, goals, success = jax.device_get(run(state))
-    tm = env.task_model
-    return tm.model, tm.nphys, env.backend.physics_state(data), np.asarray(goals), np.asarray(success)
+    return env.render_model(), env.physics_state(data), np.asarray(goals), np.asarray(success)
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -136,12 +136,12 @@ def _render_job(job_path: str) -> None:
     import imageio
     import mujoco
 
+    from envs.render import set_state
+
     job = dict(np.load(job_path, allow_pickle=False))
     model = mujoco.MjModel.from_binary_path(str(job["model_path"]))
     data = mujoco.MjData(model)
-    size, nphys, nmocap = int(job["size"]), int(job["nphys"]), model.nmocap
-    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    goal_site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "goal")
+    size = int(job["size"])
     camera = str(job["camera"])
     if camera == "free" or mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
         camera = mujoco.MjvCamera()
@@ -154,12 +154,7 @@ def _render_job(job_path: str) -> None:
     try:
         with imageio.get_writer(str(job["path"]), fps=int(job["fps"]), codec="libx264", macro_block_size=16) as writer:
             for state, goal, success in zip(job["states"], job["goals"], job["success"]):
-                mujoco.mj_setState(model, data, state[:nphys], spec)
-                data.mocap_pos[:] = state[nphys : nphys + 3 * nmocap].reshape(nmocap, 3)
-                data.mocap_quat[:] = state[nphys + 3 * nmocap : nphys + 7 * nmocap].reshape(nmocap, 4)
-                mujoco.mj_forward(model, data)
-                if goal_site >= 0:
-                    data.site_xpos[goal_site] = goal  # official step() re-places the goal site the same way
+                set_state(model, data, state, goal=goal)
                 renderer.update_scene(data, camera=camera)
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
                 renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
@@ -170,7 +165,7 @@ def _render_job(job_path: str) -> None:
         renderer.close()
 
 
-def render_mp4(model, nphys: int, states: np.ndarray, goals: np.ndarray, success: np.ndarray, path: str | Path, *,
+def render_mp4(model, states: np.ndarray, goals: np.ndarray, success: np.ndarray, path: str | Path, *,
                size: int = DEFAULT_SIZE, camera: str = DEFAULT_CAMERA, every: int = DEFAULT_EVERY) -> Path:
     """Render every `every`-th state to an mp4 (real time) in a child process with a working headless
     GL; VideoUnavailable if there is none."""
@@ -186,7 +181,7 @@ def render_mp4(model, nphys: int, states: np.ndarray, goals: np.ndarray, success
         mujoco.mj_saveModel(model, model_path)
         job_path = os.path.join(tmp, "job.npz")
         np.savez(job_path, model_path=model_path, path=str(path.absolute()) + ".tmp.mp4", states=states[::every],
-                 goals=goals[::every], success=success[::every], nphys=nphys, size=size, camera=camera,
+                 goals=goals[::every], success=success[::every], size=size, camera=camera,
                  fps=max(1, round(CONTROL_FPS / every)))
         code = f"from toppo_jax.filming import _render_job; _render_job({job_path!r})"
         root = str(Path(__file__).resolve().parents[1])
@@ -209,11 +204,11 @@ def record(task_names: Sequence[str], film: Sequence[str], *, seed: int, impl: s
         raise VideoUnavailable(reason)
     paths = []
     for task in film:
-        model, nphys, states, goals, success = policy_rollout(
+        model, states, goals, success = policy_rollout(
             task, task_names, seed, impl, actor_apply, actor_params, obs_stats, steps=steps
         )
         path = Path(out_dir) / f"{task}_{int(env_steps)}.mp4"
-        paths.append(render_mp4(model, nphys, states, goals, success, path, size=size, camera=camera, every=every))
+        paths.append(render_mp4(model, states, goals, success, path, size=size, camera=camera, every=every))
     return paths
 
 

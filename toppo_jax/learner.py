@@ -80,6 +80,14 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
+def shared_critic(critic_tree):
+    """The critic parameters (or gradients) every task shares: without the per-task output layer
+    (PopArt's per-task affine, or one head per task)."""
+    params = critic_tree["params"]
+    per_task = "popart" if "popart" in params else ("head" if params["head"]["kernel"].shape[-1] > 1 else None)
+    return {**critic_tree, "params": {k: v for k, v in params.items() if k != per_task}}
+
+
 def build_networks(config, observation_size: int, action_size: int, num_tasks: int) -> nets.Networks:
     """The actor and critic a config describes (also used to rebuild a saved run's actor)."""
     net_c = config.network
@@ -203,6 +211,8 @@ def make_train(config, env, mesh=None) -> Trainer:
         updates, critic_opt = tx.update(critic_dir, critic_opt, critic_params)
         critic_params = optax.apply_updates(critic_params, apply_lr(updates, hp["learning_rate"]))
         critic_diag = combiners.diagnostics_from_gram(critic_gram)
+        # The same without the per-task output layer, whose entries are orthogonal across tasks by construction.
+        body_diag = combiners.diagnostics(shared_critic(critic_grads))
         actor_diag = combiners.diagnostics_from_gram(actor_gram)
         metrics = {
             "policy_loss": jnp.mean(surrogate),
@@ -214,6 +224,8 @@ def make_train(config, env, mesh=None) -> Trainer:
             "d1": critic_diag["d1"],
             "d2": critic_diag["d2"],
             "grad_norm": critic_diag["grad_norms"],
+            "d1_shared": body_diag["d1"],
+            "d2_shared": body_diag["d2"],
             "actor_d1": actor_diag["d1"],
             "actor_d2": actor_diag["d2"],
             "actor_grad_norm": actor_diag["grad_norms"],

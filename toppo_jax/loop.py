@@ -13,7 +13,8 @@ per second of training, evaluation excluded), `perf/wall_s` (wall clock of the r
 and evaluations included, carried over resumes), `perf/compile_s` (first line of every session),
 `train/value_loss` (normalised units), `train/policy_loss`, `train/entropy`, `train/approx_kl`,
 `train/clip_frac`, `train/explained_variance`, `train/log_std/<task>` (mean log-std of the pre-tanh
-policy on the task's samples), critic diagnostics `train/d1`, `train/d2`, `train/grad_norm/<task>`,
+policy on the task's samples), critic diagnostics `train/d1`, `train/d2`, `train/grad_norm/<task>`
+(`train/d1_shared`, `train/d2_shared`: the same without the per-task output layer),
 actor diagnostics `train/actor_d1`, `train/actor_d2`, `train/actor_grad_norm/<task>`, the combined
 update norms, `train/popart_sigma/<task>`, `train/popart_mean/<task>`, training-episode success
 `train/success_mean`, `train/success/<task>`, and after an evaluation `eval/success_mean`,
@@ -23,6 +24,7 @@ under `eval_stochastic/` for the policy acting with its samples instead of tanh(
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -112,6 +114,41 @@ def default_make_env(tasks, envs_per_task, **kwargs):
     from envs import make_multitask
 
     return make_multitask(list(tasks), envs_per_task, **kwargs)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class PlainProgress:
+    """The progress bar's content as one plain line per `every` chunks (and at the last), for a
+    stderr that is not a terminal: a log file, SLURM, nohup, `| tee`."""
+
+    def __init__(self, console: Console, total: int, completed: int, every: int):
+        self.console, self.total, self.completed, self.every = console, total, completed, every
+        self.start, self.t0, self.chunks = completed, time.perf_counter(), 0
+
+    def update(self, completed: int, status: str) -> None:
+        self.completed, self.chunks = completed, self.chunks + 1
+        if self.chunks % self.every and completed < self.total:
+            return
+        elapsed = time.perf_counter() - self.t0
+        rate = (completed - self.start) / elapsed if elapsed > 0 and completed > self.start else 0.0
+        eta = _clock((self.total - completed) / rate) if rate > 0 else "?"
+        self.console.print(f"toppo {completed:,}/{self.total:,} env steps ({100 * completed / self.total:.1f}%) | {status} | "
+                           f"elapsed {_clock(elapsed)} | ETA {eta}", highlight=False, soft_wrap=True)
+
+
+def check_impl(impl: str) -> str:
+    """The physics backend `impl` resolves to here (`auto`: by platform); a backend that cannot run
+    here is bad input (ConfigError), found before anything compiles."""
+    from envs import backends
+
+    try:
+        return backends.check_impl(impl)
+    except (backends.BackendUnavailableError, ValueError) as err:
+        raise cfg.ConfigError(f"--impl {impl!r}: {err}") from None
 
 
 def _fmt(x: float) -> str:
@@ -447,6 +484,18 @@ class HostLoop:
             self.wandb_run.video(f"video/{task}", path, step=env_steps, caption=f"{task} at {env_steps:,} env steps")
         return distributed.from_primary(True)
 
+    def _eval_status(self, chunk_lines: list[dict]) -> str:
+        """' | eval <mean> worst-<k> <v>' of the run's last evaluation (first member), '' before any."""
+        evals = [line for line in self.lines if "eval/success_mean" in line and line["seed"] == chunk_lines[0]["seed"]]
+        if not evals:
+            return ""
+        last = evals[-1]
+        worst = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in last.items() if k.startswith("eval/success_worst_"))
+        text = f" | eval {_fmt(last['eval/success_mean'])}"
+        if len(chunk_lines) > 1:
+            text += f" (seed {last['seed']} of {len(chunk_lines)} members)"
+        return text + "".join(f" worst-{k} {_fmt(v)}" for k, v in worst[:2])
+
     # ------------------------------------------------------------------------------ driver
     def run(self) -> list[dict]:
         train_c = self.config.train
@@ -478,9 +527,16 @@ class HostLoop:
                     TimeElapsedColumn(),
                     TimeRemainingColumn(),
                 )
-                with Progress(*columns, console=self.console) as progress:
+                if self.console.is_terminal:
+                    progress = Progress(*columns, console=self.console)
                     bar = progress.add_task("toppo", total=num_chunks * steps_per_chunk, completed=start * steps_per_chunk,
                                             status=f"compile {compile_s:.1f}s")
+                    report = lambda status: progress.update(bar, completed=c * steps_per_chunk, status=status)  # noqa: E731
+                else:  # a log, not a terminal: the bar would stay silent until the end
+                    progress = contextlib.nullcontext()
+                    plain = PlainProgress(self.console, num_chunks * steps_per_chunk, start * steps_per_chunk, train_c.log_every)
+                    report = lambda status: plain.update(c * steps_per_chunk, status)  # noqa: E731
+                with progress:
                     c, first_of_session = start, True
                     while c < num_chunks:
                         state, metrics, elapsed = self.run_chunk(state)
@@ -489,7 +545,8 @@ class HostLoop:
                         rolled_back = self.on_nonfinite(c, metrics)
                         if rolled_back is not None:
                             state, c = rolled_back
-                            progress.update(bar, completed=c * steps_per_chunk)
+                            if self.console.is_terminal:
+                                progress.update(bar, completed=c * steps_per_chunk)
                             continue
                         last = c == num_chunks - 1
                         evaluate_now = _crossed(train_c.eval_every, env_steps, steps_per_chunk) or last
@@ -505,7 +562,8 @@ class HostLoop:
                             success_mean = None if evaluation is None else float(np.mean(evaluation[0]))
                             self.save(state, c, env_steps, success_mean, run_id)
                         if stopping:
-                            progress.stop()
+                            if self.console.is_terminal:
+                                progress.stop()
                             self.note(
                                 f"received {stopper.signal_name or 'a stop signal (on another process)'}: stopped after "
                                 f"{env_steps:,} env steps with a checkpoint in "
@@ -514,9 +572,8 @@ class HostLoop:
                             break
                         if videos_on and (last or _crossed(train_c.video_every, env_steps, steps_per_chunk)):
                             videos_on = self.film(state, env_steps)
-                        status = [f"eval {_fmt(line['eval/success_mean'])}" for line in chunk_lines if evaluation is not None]
-                        progress.update(bar, advance=steps_per_chunk, status=f"{chunk_lines[-1]['sps']:,.0f} sps " + " ".join(status))
                         c += 1
+                        report(f"{chunk_lines[-1]['sps']:,.0f} sps" + self._eval_status(chunk_lines))
             finally:
                 if self.logger is not None:
                     self.logger.close()

@@ -293,8 +293,9 @@ def _labels_from_configs(fps: list[dict]) -> list[str]:
     return labels
 
 
-def _groups(run_dirs: Sequence[str | Path], labels: Sequence[str] | None) -> tuple[list[str], list[dict]]:
-    """(group names, groups {"fp", "seeds": [metrics lines of one seed, ...]}): runs grouped by config without the seed, or by label."""
+def _groups(run_dirs: Sequence[str | Path], labels: Sequence[str] | None, until: int | None = None) -> tuple[list[str], list[dict]]:
+    """(group names, groups {"fp", "seeds": [metrics lines of one seed, ...]}): runs grouped by config without
+    the seed, or by label; only lines up to `until` env steps when given."""
     run_dirs = [Path(d) for d in run_dirs]
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"--labels has {len(labels)} names for {len(run_dirs)} runs; give one per run")
@@ -302,22 +303,24 @@ def _groups(run_dirs: Sequence[str | Path], labels: Sequence[str] | None) -> tup
     for i, run_dir in enumerate(run_dirs):
         key, fp = (labels[i], {}) if labels is not None else _group_key(run_dir)
         group = groups.setdefault(key, {"fp": fp, "seeds": []})
-        group["seeds"].extend(_run_seeds(run_dir).values())
+        group["seeds"].extend([line for line in lines if until is None or line["env_steps"] <= until]
+                              for lines in _run_seeds(run_dir).values())
     names = list(groups) if labels is not None else _labels_from_configs([g["fp"] for g in groups.values()])
     return names, list(groups.values())
 
 
 DIAGNOSTICS = (("train/d1", "critic D1 = log10 max/min |g_i|²"), ("train/d2", "critic D2 = mean cosine(g_i, g_j)"),
+               ("train/d1_shared", "critic D1, shared parameters only"), ("train/d2_shared", "critic D2, shared parameters only"),
                ("train/actor_d1", "actor D1"), ("train/actor_d2", "actor D2"))
 
 
 def plot_diagnostics_comparison(run_dirs: Sequence[str | Path], out_png: str | Path,
-                                labels: Sequence[str] | None = None) -> tuple[Path, dict]:
+                                labels: Sequence[str] | None = None, until: int | None = None) -> tuple[Path, dict]:
     """D1/D2 of the critic and the actor over training, one curve per group (mean over seeds); returns
     (PNG path, {group: {key: median over every logged chunk and seed}}), the medians also in PNG.json."""
-    names, groups = _groups(run_dirs, labels)
+    names, groups = _groups(run_dirs, labels, until)
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10.5))
     medians: dict[str, dict] = {}
     for i, (name, group) in enumerate(zip(names, groups)):
         medians[name] = {}
@@ -384,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", nargs="+", help="one label per --runs directory; equal labels form one group")
     parser.add_argument("--diagnostics", action="store_true",
                         help="with --runs: compare D1/D2 of the critic and the actor instead (medians in OUT.json)")
+    parser.add_argument("--until", type=int, default=None, help="with --diagnostics: only env steps up to this many")
     args = parser.parse_args(argv)
     try:
         if bool(args.run) == bool(args.runs):
@@ -395,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.out:
                 raise ValueError("--runs needs --out PNG")
             if args.diagnostics:
-                path, medians = plot_diagnostics_comparison(args.runs, args.out, args.labels)
+                path, medians = plot_diagnostics_comparison(args.runs, args.out, args.labels, args.until)
                 print(path)
                 print(json.dumps(medians, indent=2))
             else:

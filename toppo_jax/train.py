@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from toppo_jax import config as cfg
 from toppo_jax import distributed, presets
 from toppo_jax.filming import resolve_video_tasks
-from toppo_jax.loop import TrainingDivergedError, default_make_env, run
+from toppo_jax.loop import TrainingDivergedError, check_impl, default_make_env, run
 
 
 def _condense(text: str) -> str:
@@ -129,16 +129,6 @@ def join_cluster(mode: str) -> distributed.Cluster:
         return distributed.initialize(mode)
     except distributed.DistributedError as err:
         raise cfg.ConfigError(f"--distributed {mode}: {err}") from None
-
-
-def check_impl(impl: str) -> None:
-    """A physics backend that cannot run here is bad input (ConfigError), found before anything compiles."""
-    from envs import backends
-
-    try:
-        backends.check_impl(impl)
-    except (backends.BackendUnavailableError, ValueError) as err:
-        raise cfg.ConfigError(f"--impl {impl!r}: {err}") from None
 
 
 if __name__ == "__main__":
