@@ -34,41 +34,49 @@ class UnknownTaskError(ValueError):
     """A task or task-set name that does not exist or is not ported yet."""
 
 
-def canonical(name: str) -> str:
-    """'pick-place-v3' / 'Pick-Place' -> 'pick-place'; raises UnknownTaskError with a suggestion."""
+def canonical(name: str, names=None, sets=None) -> str:
+    """'pick-place-v3' / 'Pick-Place' -> 'pick-place'; raises UnknownTaskError with a suggestion.
+
+    `names` / `sets` replace the ported tasks and the benchmark sets (another catalog, e.g. a test env's)."""
+    names, sets = (PORTED if names is None else names), (SETS if sets is None else sets)
     key = name.strip().lower()
     if key.endswith("-v3"):
         key = key[:-3]
-    if key in PORTED:
+    if key in names:
         return key
-    valid = sorted(PORTED)
-    close = difflib.get_close_matches(key, list(MT50) + list(SETS), n=1)
+    valid = sorted(names)
+    close = difflib.get_close_matches(key, list(dict.fromkeys([*MT50, *names])) + list(sets), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    if key in MT50:
+    if key in MT50 and names is PORTED:
         raise UnknownTaskError(f"task '{name}' is a Meta-World task but is not ported yet; ported: {', '.join(valid)}")
-    raise UnknownTaskError(f"unknown task '{name}'{hint}; valid: mt10, mt50, or any of {', '.join(valid)}")
+    raise UnknownTaskError(f"unknown task '{name}'{hint}; valid: {', '.join(sets)}, or any of {', '.join(valid)}")
 
 
-def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """'mt10' | 'mt50' | 'reach' | 'reach,push' | list -> tuple of canonical names (order kept, no duplicates)."""
+def resolve_tasks(spec: str | list[str] | tuple[str, ...], *, names=None, sets=None) -> tuple[str, ...]:
+    """'mt10' | 'mt50' | 'reach' | 'reach,push' | list -> tuple of canonical names (order kept, no duplicates).
+
+    The one task resolver of the project: `names` (task names) and `sets` ({name: tasks}) replace the
+    ported tasks and MT10/MT50 for another catalog (the trainer's tests inject a fake env's)."""
+    names = PORTED if names is None else tuple(names)
+    sets = SETS if sets is None else {k.lower(): tuple(v) for k, v in sets.items()}
     items = [s for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
     expanded: list[str] = []
     for item in items:  # set names expand in place: 'mt10,door-close'
-        members = SETS.get(item.strip().lower())
+        members = sets.get(item.strip().lower())
         if members is not None:
-            missing = [t for t in members if t not in PORTED]
+            missing = [t for t in members if t not in names]
             if missing:
                 raise UnknownTaskError(
                     f"'{item}' needs {len(missing)} tasks that are not ported yet ({', '.join(missing[:5])}, ...); "
-                    f"valid sets now: mt10; ported tasks: {', '.join(sorted(PORTED))}"
+                    f"ported tasks: {', '.join(sorted(names))}"
                 )
         expanded.extend(members or (item,))
     items = expanded
     if not items:
-        raise UnknownTaskError("empty task list; valid: mt10, mt50, or comma-separated task names")
+        raise UnknownTaskError(f"empty task list; valid: {', '.join(sets)}, or comma-separated task names")
     out: list[str] = []
     for item in items:
-        c = canonical(item)
+        c = canonical(item, names, sets)
         if c in out:
             raise UnknownTaskError(f"task '{item}' is listed twice")
         out.append(c)

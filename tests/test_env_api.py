@@ -162,20 +162,27 @@ def test_mujoco_group_step_equals_the_default_group_by_group_step(reach):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_multitask_step_is_bit_identical_to_stepping_each_group_alone():
-    """``MultiTaskEnv.step`` (the backend class's group step: one host callback on mujoco) equals
-    every task's own ``SawyerEnv.step``, leaf for leaf, over a rollout with auto-resets."""
-    env = envs.make_multitask("reach,drawer-open,peg-insert-side", envs_per_task=2)
-    actions = jax.random.uniform(jax.random.PRNGKey(3), (30, 6, 4), minval=-1.0, maxval=1.0)
+def _assert_fused_equals_per_group(env, steps: int):
+    """A rollout of ``env.step`` equals one of every task's own ``SawyerEnv.step``, leaf for leaf; returns the reset state."""
+    n = env.envs_per_task
+    actions = jax.random.uniform(jax.random.PRNGKey(3), (steps, env.num_envs, 4), minval=-1.0, maxval=1.0)
 
     def per_group(state, action):
         parts = env._split(state)
-        return env._merge([e.step(p, action[2 * i : 2 * i + 2]) for i, (e, p) in enumerate(zip(env.envs, parts))])
+        return env._merge([e.step(p, action[n * i : n * (i + 1)]) for i, (e, p) in enumerate(zip(env.envs, parts))])
 
     state = env.reset(jax.random.PRNGKey(0))
     fused, alone = _rollout(env.step, state, actions), _rollout(per_group, state, actions)
     for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(alone)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    return state
+
+
+def test_multitask_step_is_bit_identical_to_stepping_each_group_alone():
+    """``MultiTaskEnv.step`` (the backend class's group step: one host callback on mujoco) equals
+    every task's own ``SawyerEnv.step``, leaf for leaf, over a rollout with auto-resets."""
+    env = envs.make_multitask("reach,drawer-open,peg-insert-side", envs_per_task=2)
+    state = _assert_fused_equals_per_group(env, steps=30)
     text = jax.jit(env.step).lower(state, jnp.zeros((6, 4))).as_text()
     assert text.count("xla_python_cpu_callback") + text.count("xla_ffi_python_cpu_callback") == 1
 
@@ -183,17 +190,7 @@ def test_multitask_step_is_bit_identical_to_stepping_each_group_alone():
 @pytest.mark.slow
 @pytest.mark.skipif(not _warp_importable(), reason="warp-lang / mujoco-warp not installed")
 def test_warp_multitask_step_is_bit_identical_to_stepping_each_group_alone():
-    env = envs.make_multitask("reach,drawer-open", envs_per_task=2, impl="warp")
-    actions = jax.random.uniform(jax.random.PRNGKey(3), (4, 4, 4), minval=-1.0, maxval=1.0)
-
-    def per_group(state, action):
-        parts = env._split(state)
-        return env._merge([e.step(p, action[2 * i : 2 * i + 2]) for i, (e, p) in enumerate(zip(env.envs, parts))])
-
-    state = env.reset(jax.random.PRNGKey(0))
-    fused, alone = _rollout(env.step, state, actions), _rollout(per_group, state, actions)
-    for a, b in zip(jax.tree_util.tree_leaves(fused), jax.tree_util.tree_leaves(alone)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _assert_fused_equals_per_group(envs.make_multitask("reach,drawer-open", envs_per_task=2, impl="warp"), steps=4)
 
 
 def test_backend_names_come_from_one_list_and_auto_is_resolved_in_one_function(monkeypatch, capsys):

@@ -60,14 +60,15 @@ def test_validation_names_the_bad_value_and_the_choices_in_one_line(sections, fl
 def test_resolve_tasks():
     groups = {"mt2": ("reach", "push")}
     names = ("reach", "push", "pick-place")
-    assert cfg.resolve_tasks("mt2", groups, names) == ("reach", "push")
-    assert cfg.resolve_tasks("MT2", groups, names) == ("reach", "push")
-    assert cfg.resolve_tasks("pick-place-v3", groups, names) == ("pick-place",)
-    assert cfg.resolve_tasks("push, pick-place", groups, names) == ("push", "pick-place")
-    with pytest.raises(cfg.ConfigError, match="'pick-plcae'.*did you mean pick-place"):
-        cfg.resolve_tasks("reach,pick-plcae", groups, names)
+    catalog = (groups, names)  # the one resolver (envs.registry) with another catalog, as the trainer's tests use it
+    assert train.resolve_tasks("mt2", catalog) == ("reach", "push")
+    assert train.resolve_tasks("MT2", catalog) == ("reach", "push")
+    assert train.resolve_tasks("pick-place-v3", catalog) == ("pick-place",)
+    assert train.resolve_tasks("push, pick-place", catalog) == ("push", "pick-place")
+    with pytest.raises(cfg.ConfigError, match="'pick-plcae'.*did you mean 'pick-place'"):
+        train.resolve_tasks("reach,pick-plcae", catalog)
     with pytest.raises(cfg.ConfigError, match="listed twice"):
-        cfg.resolve_tasks("reach,reach-v3", groups, names)
+        train.resolve_tasks("reach,reach-v3", catalog)
 
 
 def test_config_dict_round_trip():
@@ -131,7 +132,7 @@ def test_parse_args_preset_then_flag_overrides():
         (["--preset", "mt5O"], "did you mean mt50"),
         (["--seedx", "3"], "--seedx"),
         (["--seed", "abc"], "--seed"),
-        (["--tasks", "fake-rech-0"], "did you mean fake-reach-0"),
+        (["--tasks", "fake-rech-0"], "did you mean 'fake-reach-0'"),
         (["--num-minibatches", "3"], "--num-minibatches 3"),
         (["--num-minibatches", "100000"], "smaller than the 4 tasks"),
         (["--envs-per-task", "0"], "--envs-per-task 0 is not valid; it must be > 0"),

@@ -330,29 +330,3 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
             f"envs_per_task = {per_task}; choose a divisor of {per_task}"
         )
     return config
-
-
-# ------------------------------------------------------------------------------------ tasks
-
-
-def resolve_tasks(spec: str, groups: Mapping[str, Sequence[str]], names: Sequence[str]) -> tuple[str, ...]:
-    """`mt10`/`mt50` (any key of `groups`), one name, or a comma list -> task names, in benchmark order
-    for a group and as given otherwise. A `-v3` suffix is accepted and dropped."""
-    spec = spec.strip()
-    if spec.lower() in groups:
-        return tuple(groups[spec.lower()])
-    tasks = []
-    for raw in spec.split(","):
-        name = raw.strip().removesuffix("-v3")
-        if name not in names:
-            choices = [*groups, *names]
-            raise ConfigError(
-                f"--tasks {raw.strip()!r} is not a task or benchmark{_suggest(name, choices)}; "
-                f"valid: {', '.join(groups)} or task names such as {', '.join(list(names)[:3])}, ..."
-            )
-        if name in tasks:
-            raise ConfigError(f"--tasks {name!r} is listed twice; give each task once")
-        tasks.append(name)
-    if not tasks:
-        raise ConfigError(f"--tasks {spec!r} is empty; valid: {', '.join(groups)} or a comma-separated list")
-    return tuple(tasks)

@@ -77,14 +77,13 @@ def parse_args(argv: Sequence[str] | None = None) -> cfg.Config:
 
 
 def resolve_tasks(spec: str, task_catalog=None) -> tuple[str, ...]:
-    """Task names for --tasks: from `task_catalog` = (groups, names) when given (tests), else the
-    port's registry (`envs.resolve_tasks`: mt10, mt50, names with or without -v3, ported tasks only)."""
-    if task_catalog is not None:
-        return cfg.resolve_tasks(spec, *task_catalog)
-    import envs
+    """Task names for --tasks by the port's registry (`envs.resolve_tasks`: mt10, mt50, names with or
+    without -v3, ported tasks only), or in `task_catalog` = (groups, names) when given (tests)."""
+    from envs.registry import resolve_tasks as resolve
 
+    groups, names = task_catalog if task_catalog is not None else (None, None)
     try:
-        return tuple(envs.resolve_tasks(spec))
+        return tuple(resolve(spec, names=names, sets=groups))
     except ValueError as err:
         raise cfg.ConfigError(f"--tasks {spec!r}: {err}") from None
 
