@@ -15,8 +15,12 @@ IMPL ?= mujoco
 OUT ?= runs/$(subst $(comma),+,$(TASKS))-seed$(SEED)
 ARGS ?=
 comma := ,
+.DEFAULT_GOAL := help
 
-.PHONY: install test test-slow train parity bench plots sweep clean
+.PHONY: help install install-gpu test test-slow train parity bench plots sweep clean
+
+help:  ## this list: every target with one line
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	python3 -m venv .tools
@@ -28,7 +32,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.installed  ## create .venv from uv.lock (CPU); `make install-gpu` adds the gpu extra
 
-install-gpu: $(UV)
+install-gpu: $(UV)  ## add the gpu extra (jax CUDA 12) to .venv from uv.lock
 	$(UV) sync --locked --extra gpu
 	touch $(VENV)/.installed
 
@@ -53,5 +57,5 @@ sweep: install  ## make sweep SWEEP=experiments/sweeps/<name>.yaml [COUNT=N] [LO
 plots: install  ## make plots RUN=runs/...
 	$(PY) -m toppo_jax.plots --run $(RUN)
 
-clean:
+clean:  ## remove .cache, runs and .pytest_cache
 	rm -rf .cache runs .pytest_cache
