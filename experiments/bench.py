@@ -6,7 +6,9 @@ Port: the MultiTaskEnv on the chosen backend, uniform random actions, a jitted `
 ``--scan`` steps, batch sizes spread evenly over the tasks; timed after a warm-up call (the first
 call's time is reported as ``compile_s``). Official: the same task mix, one official env per task
 (goals from the same benchmark table), random actions, in a single process (one core; Python
-overhead included, as users run it), and as a Gymnasium ``AsyncVectorEnv`` with one worker per core.
+overhead included, as users run it), and as a Gymnasium ``AsyncVectorEnv`` with one worker per core. Gymnasium users' view (MT10/MT50): the
+port's vector env (`envs.gym`, ``toppo-jax/MT10``) against official ``Meta-World/MT10``, sync and
+async, one env per task, numpy in and out.
 Writes JSON (contract 4 keys) and prints a markdown table.
 """
 
@@ -118,6 +120,44 @@ def official_vector_sps(tasks, steps: int, workers: int, seed: int = 0) -> float
     dt = time.perf_counter() - t0
     venv.close()
     return steps * workers / dt
+
+
+GYM_IDS = {"mt10": ("toppo-jax/MT10", "Meta-World/MT10"), "mt50": ("toppo-jax/MT50", "Meta-World/MT50")}
+
+
+def gym_vector_sps(env_id: str, steps: int, seed: int = 0, **kwargs) -> float:
+    """env steps/s of a Gymnasium vector env (`gym.make_vec(env_id, ...)`), random actions, numpy in
+    and out as a PyTorch trainer would use it; timed after one warm-up step (the port's compile)."""
+    import gymnasium as gym
+
+    import envs.gym  # noqa: F401  (registers toppo-jax/*)
+    import metaworld  # noqa: F401  (registers Meta-World/*)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        venv = gym.make_vec(env_id, seed=seed, **kwargs)
+        try:
+            venv.reset(seed=seed)
+            venv.action_space.seed(seed)
+            venv.step(venv.action_space.sample())
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                venv.step(venv.action_space.sample())
+            dt = time.perf_counter() - t0
+            return steps * venv.num_envs / dt
+        finally:
+            venv.close()
+
+
+def gym_comparison(tasks: str, steps: int) -> dict:
+    """The port's Gymnasium vector env vs official Meta-World's, sync and async, same task set and run."""
+    port_id, official_id = GYM_IDS[tasks.lower()]
+    return {
+        "port_env_steps_per_s": gym_vector_sps(port_id, steps),
+        "official_sync_env_steps_per_s": gym_vector_sps(official_id, steps, vector_strategy="sync"),
+        "official_async_env_steps_per_s": gym_vector_sps(official_id, steps, vector_strategy="async"),
+        "steps": steps,
+    }
 
 
 def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1) -> dict:
@@ -263,6 +303,11 @@ def markdown_table(result: dict) -> str:
     lines.append(f"| official 1 process | {off1:.0f} | 1.0x |")
     lines.append(f"| official AsyncVectorEnv x{result['official_vector_workers']} | {result['official_vector_env_steps_per_s']:.0f} | "
                  f"{result['official_vector_env_steps_per_s'] / off1:.1f}x |")
+    if result.get("gym"):
+        gym = result["gym"]
+        for label, key in (("port", "port"), ("official sync", "official_sync"), ("official async", "official_async")):
+            value = gym[f"{key}_env_steps_per_s"]
+            lines.append(f"| Gymnasium vector env, {label} (one env per task) | {value:.0f} | {value / off1:.1f}x |")
     if result.get("train"):
         tr = result["train"]
         lines.append(f"| full TOPPO training loop ({tr['num_envs']} envs) | {tr['env_steps_per_s']:.0f} | {tr['env_steps_per_s'] / off1:.1f}x |")
@@ -292,6 +337,7 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=None, help="a committed bench JSON: report figures > 20%% slower on the same device")
     p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,64,512 quick; 1..4096 full)")
     p.add_argument("--skip-train", action="store_true", help="env-only figures (no full-training-loop timing)")
+    p.add_argument("--skip-gym", action="store_true", help="no Gymnasium vector env comparison (port vs official, sync and async)")
     p.add_argument("--devices-scaling", default=None, metavar="COUNTS",
                    help="e.g. 1,2,4: the full training loop data parallel on N devices (on CPU: forced host devices)")
     p.add_argument("--compile-scaling", default=None, metavar="COUNTS",
@@ -334,6 +380,10 @@ def main(argv=None) -> int:
         "speedup_vs_official_per_core": best["env_steps_per_s"] / (off1 * workers),
         "compile_s": rows[-1]["first_call_s"],
     }
+    if not args.skip_gym and args.tasks.lower() in GYM_IDS:
+        result["gym"] = gym = gym_comparison(args.tasks, 100 if args.quick else 500)
+        print(f"gymnasium vector env: port {gym['port_env_steps_per_s']:.0f}, official sync {gym['official_sync_env_steps_per_s']:.0f}, "
+              f"official async {gym['official_async_env_steps_per_s']:.0f} env steps/s", flush=True)
     tr = None
     if not args.skip_train:
         tr = train_sps(args.tasks, args.quick, args.impl)

@@ -62,3 +62,17 @@ def test_port_timing_on_the_real_port():
     row = bench.port_sps("reach", batch=2, scan=2, impl="mujoco")
     assert row["batch"] == 2 and row["impl"] == "mujoco" and row["env_steps_per_s"] > 0 and row["first_call_s"] > 0
     assert bench.peak_memory()["host_peak_rss_mb"] > 0
+
+
+def test_gymnasium_vector_env_timing_runs_for_the_port_and_official():
+    from experiments import bench
+
+    port = bench.gym_vector_sps("toppo-jax/MT1-reach", steps=3, num_envs=2)
+    official = bench.gym_vector_sps("Meta-World/MT10", steps=3, vector_strategy="sync")
+    assert port > 0 and official > 0
+    result = {"tasks": "mt10", "device": "cpu", "date": "d", "impl": "mujoco", "port_by_batch": [],
+              "official_env_steps_per_s": 100.0, "official_vector_env_steps_per_s": 150.0, "official_vector_workers": 2,
+              "gym": {"port_env_steps_per_s": 250.0, "official_sync_env_steps_per_s": 90.0, "official_async_env_steps_per_s": 120.0}}
+    table = bench.markdown_table(result)
+    assert "| Gymnasium vector env, port (one env per task) | 250 | 2.5x |" in table
+    assert "official async (one env per task) | 120 | 1.2x |" in table
