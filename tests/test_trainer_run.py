@@ -347,7 +347,8 @@ def test_evaluate_cli_on_the_port_matches_the_training_evaluation(runs, tmp_path
     assert evaluate.main(["--run", str(runs["full"]), "--reference", "--workers", "0"]) == 2
     assert evaluate.main(["--run", str(runs["full"]), "--impl", "cuda"]) == 2  # named by envs.backends, like train
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "--episodes 0" in err[0] and "config.json" in err[1] and "--workers 0" in err[2]
+    assert len(err) == 4 and "--episodes 0" in err[0] and "config.json" in err[1] and "--workers 0" in err[2]
+    assert "--impl 'cuda'" in err[3] and "valid: auto, mujoco, warp, jax" in err[3]
 
 
 @pytest.mark.slow
