@@ -83,9 +83,8 @@ def _all_finite(tree) -> jax.Array:
 def shared_critic(critic_tree):
     """The critic parameters (or gradients) every task shares: without the per-task output layer
     (PopArt's per-task affine, or one head per task)."""
-    params = critic_tree["params"]
-    per_task = "popart" if "popart" in params else ("head" if params["head"]["kernel"].shape[-1] > 1 else None)
-    return {**critic_tree, "params": {k: v for k, v in params.items() if k != per_task}}
+    per_task = popart.per_task_module(critic_tree)
+    return {**critic_tree, "params": {k: v for k, v in critic_tree["params"].items() if k != per_task}}
 
 
 def build_networks(config, observation_size: int, action_size: int, num_tasks: int) -> nets.Networks:
@@ -126,9 +125,6 @@ def make_train(config, env, mesh=None) -> Trainer:
     num_tasks, num_envs = env.num_tasks, env.num_envs
     if num_envs != num_tasks * env.envs_per_task:
         raise ValueError(f"env has {num_envs} envs, expected num_tasks x envs_per_task = {num_tasks * env.envs_per_task}")
-    if (ppo_c.rollout_length * env.envs_per_task) % ppo_c.num_minibatches:
-        raise ValueError(f"num_minibatches {ppo_c.num_minibatches} does not divide rollout_length x envs_per_task "
-                         f"= {ppo_c.rollout_length * env.envs_per_task}")
     base_obs = env.observation_size - num_tasks  # the one-hot task id is not normalised
     length, num_minibatches, k_iters = ppo_c.rollout_length, ppo_c.num_minibatches, train_c.iterations_per_chunk
 

@@ -99,12 +99,20 @@ def unnormalized_value(state: PopArtState, head_out: jax.Array, task_id: jax.Arr
     return denormalize(task_outputs(head_out, task_id), state.mean[task_id], sigma[task_id])
 
 
-def output_layer(critic_params) -> tuple[str, str, str]:
-    """(module, weight, bias) names of the critic's per-task output map that ART rescales."""
+def per_task_module(critic_params) -> str | None:
+    """Name of the critic's per-task output module ("popart": the affine, "head": one head per task), None for a plain scalar head."""
     params = critic_params["params"]
     if "popart" in params:
+        return "popart"
+    return "head" if params["head"]["kernel"].shape[-1] > 1 else None
+
+
+def output_layer(critic_params) -> tuple[str, str, str]:
+    """(module, weight, bias) names of the critic's per-task output map that ART rescales."""
+    module = per_task_module(critic_params)
+    if module == "popart":
         return "popart", "scale", "shift"
-    if params["head"]["kernel"].shape[-1] > 1:
+    if module == "head":
         return "head", "kernel", "bias"
     raise ValueError("PopArt needs per-task critic outputs: per-task heads or the per-task affine (Critic(task_affine=True))")
 
