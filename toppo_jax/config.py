@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 from toppo_jax.combiners import COMBINERS
 from toppo_jax.learner import TRACED_HPARAMS, default_hparams
+from toppo_jax.ppo import ADVANTAGE_NORMS
 from toppo_jax.networks import ACTIVATIONS, LOG_STD_CLIPS, LOG_STD_MAX, LOG_STD_MIN, POLICY_STDS
 
 IMPLS = ("mujoco", "warp", "jax", "auto")
@@ -54,6 +55,7 @@ class PPOConfig:
     num_epochs: int = 16
     num_minibatches: int = 32
     rollout_length: int = 500  # steps per env per iteration
+    advantage_norm: str = "iteration"  # per task: over the iteration's whole batch | over each minibatch (kept: docs/results/mt10-item6-cpu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +275,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     _positive("--num-epochs", ppo.num_epochs)
     _positive("--num-minibatches", ppo.num_minibatches)
     _positive("--rollout-length", ppo.rollout_length)
+    _choice("--advantage-norm", ppo.advantage_norm, ADVANTAGE_NORMS)
     for flag, hidden in (("--actor-hidden", net.actor_hidden), ("--critic-hidden", net.critic_hidden)):
         if len(hidden) == 0 or any(h <= 0 for h in hidden):
             raise ConfigError(f"{flag} {' '.join(map(str, hidden)) or '(empty)'} is not valid; give one or more positive widths")

@@ -136,6 +136,8 @@ def make_train(config, env, mesh=None) -> Trainer:
     act = pol.make_policy(networks.actor.apply, stochastic=True)
     task_of_env = jnp.asarray(np.arange(num_envs) // env.envs_per_task, jnp.int32)
     task_ids = jnp.arange(num_tasks, dtype=jnp.int32)
+    # Advantages are normalised per task once, on the iteration's batch, or on each minibatch.
+    per_iteration_norm = ppo.normalize_per_task if ppo_c.advantage_norm == "iteration" else (lambda a: a)
 
     def init(rng: jax.Array, hparams: dict | None = None) -> TrainState:
         hparams = {k: jnp.asarray(v, jnp.float32) for k, v in {**defaults, **(hparams or {})}.items()}
@@ -194,6 +196,8 @@ def make_train(config, env, mesh=None) -> Trainer:
     def minibatch_step(carry, xs):
         actor_params, critic_params, actor_opt, critic_opt, popart_state, hp = carry
         samples, key = xs
+        if ppo_c.advantage_norm == "minibatch":
+            samples = samples._replace(advantage=ppo.normalize_per_task(samples.advantage))
         ent_key, actor_key, critic_key = jax.random.split(key, 3)
         actor_grads, (surrogate, entropy, kl, clip_frac, log_std) = replicate(per_task_actor_grads(
             actor_params, samples, jax.random.split(ent_key, num_tasks), hp["entropy_coef"]
@@ -261,7 +265,7 @@ def make_train(config, env, mesh=None) -> Trainer:
             obs=_by_task(ppo.normalize_obs(obs_stats, traj.obs), num_tasks),
             action_u=_by_task(traj.action_u, num_tasks),
             old_log_prob=_by_task(traj.log_prob, num_tasks),
-            advantage=ppo.normalize_per_task(_by_task(advantages, num_tasks)),
+            advantage=per_iteration_norm(_by_task(advantages, num_tasks)),
             target=_by_task(targets, num_tasks),
             task_id=task_ids,
         )

@@ -64,6 +64,9 @@ def gae(
     return advantages, advantages + values
 
 
+ADVANTAGE_NORMS = ("iteration", "minibatch")  # where normalize_per_task runs: on the iteration's batch | on each minibatch
+
+
 def normalize_per_task(advantages: jax.Array, eps: float = 1e-8) -> jax.Array:
     """A_i <- (A_i - mean(A_i)) / (std(A_i) + eps) within each task i; `advantages` is [T, n]."""
     mu = jnp.mean(advantages, axis=-1, keepdims=True)
