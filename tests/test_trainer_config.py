@@ -34,6 +34,7 @@ def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
         ({"network": {"policy_std": "fixed"}}, "--policy-std 'fixed'", "state, param"),
         ({"network": {"log_std_min": 1.0, "log_std_max": 0.0}}, "--log-std-min 1.0", "below the maximum"),
         ({"ppo": {"learning_rate": 0.0}}, "--learning-rate 0.0", "> 0"),
+        ({"ppo": {"advantage_norm": "batch"}}, "--advantage-norm 'batch'", "iteration, minibatch"),
         ({"ppo": {"num_epochs": -1}}, "--num-epochs -1", "> 0"),
         ({"ppo": {"gamma": 1.5}}, "--gamma 1.5", "[0, 1]"),
         ({"toppo": {"popart_beta": 1.0}}, "--popart-beta 1.0", "(0, 1)"),

@@ -103,6 +103,24 @@ def test_chunk_updates_params_and_popart_scales_follow_reward_scales(toppo_run):
     assert not np.allclose(affine["shift"], 0.0)
 
 
+def _one_chunk(config):
+    trainer = _make(config)
+    return jax.device_get(fake.fast_jit(trainer.train_chunk, donate_argnums=0)(fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))))
+
+
+def test_advantage_norm_per_minibatch_differs_from_per_iteration_only_with_several_minibatches(toppo_run):
+    # One minibatch: it is the iteration's batch, so both normalisations train the same parameters.
+    one = {"num_minibatches": 1, "num_epochs": 1}
+    whole = _one_chunk(cfg.replace(small_config(), ppo=one))[0].actor_params
+    minib = _one_chunk(cfg.replace(small_config(), ppo={**one, "advantage_norm": "minibatch"}))[0].actor_params
+    for a, b in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(minib)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Four minibatches (the fixture's config): each is normalised on its own statistics.
+    _, _, state, _ = toppo_run
+    four = _one_chunk(cfg.replace(small_config(), ppo={"advantage_norm": "minibatch"}))[0].actor_params
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(state.actor_params), jax.tree_util.tree_leaves(four)))
+
+
 def test_switches_off_leave_popart_statistics_untouched(switches_off_trainer):
     trainer, chunk = switches_off_trainer
     state = fake.fast_jit(trainer.init)(jax.random.PRNGKey(0))
