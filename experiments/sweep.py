@@ -28,7 +28,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-ROOT = Path("runs") / "sweeps"
+from experiments import runs
+
+ROOT = runs.ROOT / "sweeps"  # runs/sweeps/<sweep>/<run>: experiments/runs.py names every experiment's runs
 
 
 class SweepError(ValueError):
@@ -114,14 +116,6 @@ def in_jit_form(spec: dict) -> tuple[list[str], str] | None:
     return (to_argv(fixed), " ".join(varied)) if varied else None
 
 
-def _final(run_dir: Path) -> list[dict]:
-    from toppo_jax.logger import read_metrics
-
-    lines = [x for x in read_metrics(run_dir / "metrics.jsonl") if "eval/success_mean" in x]
-    last = max((x["env_steps"] for x in lines), default=None)
-    return [x for x in lines if x["env_steps"] == last]
-
-
 def _summary_row(label: str, finals: list[dict]) -> dict:
     worst = sorted(k for k in (finals[0] if finals else {}) if k.startswith("eval/success_worst_"))
     return {
@@ -148,20 +142,19 @@ def run_local(spec: dict, name: str, *, count: int | None = None, extra: Sequenc
         if code != 0:
             raise SweepError(f"the in-jit sweep run exited with code {code}")
         by_member: dict[str, list[dict]] = {}
-        for x in _final(out):
-            label = ", ".join(f"{k[3:]}={x[k]:g}" for k in sorted(x) if k.startswith("hp/"))
-            by_member.setdefault(label, []).append(x)
+        for x in runs.final_evals(out):
+            by_member.setdefault(runs.member_label(x), []).append(x)
         rows = [_summary_row(label, finals) for label, finals in by_member.items()]
     else:
         todo = points(spec, count)
         for i, point in enumerate(todo):
             label = ", ".join(f"{k}={v}" for k, v in point.items() if "values" in spec["parameters"][k] or "min" in spec["parameters"][k])
-            out = out_root / f"{i:03d}"
+            out = runs.point_run(out_root, i)
             log(f"[{i + 1}/{len(todo)}] {label} -> {out}")
             code = train_main([*to_argv(point), *extra, "--out", str(out)])
             if code != 0:
                 raise SweepError(f"point {i} ({label}) exited with code {code}; its run dir is {out}")
-            rows.append(_summary_row(label or f"point {i}", _final(out)))
+            rows.append(_summary_row(label or f"point {i}", runs.final_evals(out)))
     rows.sort(key=lambda r: (-(r["success_mean"] or -1.0), -(r.get("eval/success_worst_1") or -1.0)))
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "summary.json").write_text(json.dumps(rows, indent=2))
