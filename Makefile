@@ -17,7 +17,7 @@ ARGS ?=
 comma := ,
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-gpu test test-slow train parity bench plots sweep clean
+.PHONY: help install install-gpu test test-slow train parity bench plots sweep reproduce clean
 
 help:  ## this list: every target with one line
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench: install  ## make bench [QUICK=1] [IMPL=mujoco|warp] [PER_TASK=N] [BENCH_J
 
 sweep: install  ## make sweep SWEEP=experiments/sweeps/<name>.yaml [COUNT=N] [LOCAL=1]: wandb sweep + agent (local runs without WANDB_API_KEY or with LOCAL=1)
 	$(PY) -m experiments.sweep $(if $(or $(LOCAL),$(if $(WANDB_API_KEY),,1)),local,wandb) $(SWEEP) $(if $(COUNT),--count $(COUNT),)
+
+reproduce: install  ## make reproduce TABLE=mt10|mt50|mt50-v1|ablations-mt10|ablations-mt50|combiners-mt10 SEEDS=N [BUDGET=F] [ROWS=a,b] [JOBS=N] [ARGS="train flags"]: train the paper table's runs, write table.md/json
+	$(PY) -m experiments.reproduce --table $(TABLE) --seeds $(SEEDS) $(if $(BUDGET),--budget $(BUDGET),) $(if $(ROWS),--rows $(ROWS),) $(if $(JOBS),--jobs $(JOBS),) -- $(ARGS)
 
 plots: install  ## make plots RUN=runs/...
 	$(PY) -m toppo_jax.plots --run $(RUN)
