@@ -60,11 +60,12 @@ def official_class(task: str):
 
 
 @functools.lru_cache(maxsize=None)
-def official_env(task: str):
-    """One official env instance per task (used to build tables; never stepped by the port)."""
+def official_env(task: str, reward_version: str = "v2"):
+    """One official env instance per task and reward version (``reward_function_version``; used to build
+    tables; never stepped by the port)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        env = official_class(task)()
+        env = official_class(task)(reward_function_version=reward_version)
     return env  # goal observability comes with set_task (partially_observable=False), as in MT benchmarks
 
 
@@ -221,11 +222,13 @@ def official_state_to_port(tm: TaskModel, env, data: mujoco.MjData | None = None
     return np.concatenate([phys, d.mocap_pos.ravel(), d.mocap_quat.ravel()])
 
 
-def reset_table(task: str, tm: TaskModel, goals: np.ndarray, constants, tag: str) -> dict[str, np.ndarray]:
-    """Per goal: official post-reset state (port layout), first obs, and reward constants."""
+def reset_table(task: str, tm: TaskModel, goals: np.ndarray, constants, tag: str,
+                reward_version: str = "v2") -> dict[str, np.ndarray]:
+    """Per goal: official post-reset state (port layout), first obs, and reward constants, read from the
+    official env built with ``reward_version`` (the tag must name it: V1 tables hold more constants)."""
 
     def build():
-        env = official_env(task)
+        env = official_env(task, reward_version)
         states, obs, consts = [], [], []
         for rv in goals:
             env.set_task(make_task_data(task, rv))

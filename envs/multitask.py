@@ -16,21 +16,24 @@ from envs.registry import benchmark_for, resolve_tasks
 from envs.backends import DEFAULT_IMPL
 from envs.control import ACTION_SIZE
 from envs.sawyer import SawyerEnv
+from envs.tasks.base import DEFAULT_REWARD_VERSION, check_reward_version
 from envs.types import OBS_SIZE, State
 
 
 class MultiTaskEnv:
     def __init__(self, tasks, envs_per_task: int, *, seed: int = 0, impl: str = DEFAULT_IMPL, staggered: bool = True,
-                 eval_mode: bool = False, mesh=None, **backend_kwargs):
+                 eval_mode: bool = False, mesh=None, reward_version: str = DEFAULT_REWARD_VERSION, **backend_kwargs):
         if not isinstance(envs_per_task, int) or envs_per_task <= 0:
             raise ValueError(f"envs_per_task must be a positive integer, got {envs_per_task!r}")
         self.task_names = resolve_tasks(tasks)
+        self.reward_version = check_reward_version(reward_version)
         self.benchmark = benchmark_for(self.task_names)
         self.envs_per_task = envs_per_task
         self.staggered = staggered and not eval_mode
         self.eval_mode = eval_mode
         self.envs = [
-            SawyerEnv(t, seed=seed, benchmark=self.benchmark, impl=impl, eval_mode=eval_mode, **backend_kwargs)
+            SawyerEnv(t, seed=seed, benchmark=self.benchmark, impl=impl, eval_mode=eval_mode, reward_version=reward_version,
+                      **backend_kwargs)
             for t in self.task_names
         ]
         self.impl = self.envs[0].impl
@@ -110,5 +113,6 @@ class MultiTaskEnv:
 
 
 def make_multitask(tasks, envs_per_task: int = 1, **kwargs) -> MultiTaskEnv:
-    """'mt10' | 'mt50' | 'reach,push' | list of names -> MultiTaskEnv (kwargs: seed, impl, staggered, eval_mode)."""
+    """'mt10' | 'mt50' | 'reach,push' | list of names -> MultiTaskEnv (kwargs: seed, impl, staggered, eval_mode,
+    reward_version='v2' | 'v1')."""
     return MultiTaskEnv(tasks, envs_per_task, **kwargs)

@@ -10,6 +10,8 @@ action dtype), so both sides see identical actions.
 ``official_trajectory`` / ``replay_errors`` are the state-replay oracle used by the tests: the
 official state at every step of an expert episode is copied into the port, one step is taken with
 the same action, and the port's obs, reward and success are compared with the official ones.
+``--reward-version v1`` builds both sides with the V1 reward (official: ``reward_function_version="v1"``);
+``reward_v1_errors`` checks a task's V1 reward function alone on official states (the fast test).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from envs.backends import DEFAULT_IMPL, EXACT_IMPL, IMPL_CHOICES, BackendUnavail
 from envs.control import MAX_PATH_LENGTH, NUM_GOALS
 from envs.types import OBS_FRAME, OBS_HAND, OBS_OBJ1_POS
 from envs.registry import UnknownTaskError, benchmark_for, resolve_tasks
+from envs.tasks.base import DEFAULT_REWARD_VERSION, REWARD_VERSIONS, check_reward_version, common_constants
 
 EPISODE_LENGTH = MAX_PATH_LENGTH
 
@@ -55,15 +58,17 @@ def goal_indices(episodes: int, seed: int) -> np.ndarray:
     return np.resize(perm, episodes)
 
 
-def official_trajectory(task: str, rand_vec: np.ndarray, tm: assets.TaskModel, steps: int = EPISODE_LENGTH):
-    """Run the official expert on the official env; record port-layout states, actions, obs, rewards, success.
+def official_trajectory(task: str, rand_vec: np.ndarray, tm: assets.TaskModel, steps: int = EPISODE_LENGTH,
+                        reward_version: str = DEFAULT_REWARD_VERSION):
+    """Run the official expert on the official env (built with ``reward_version``); record port-layout
+    states, actions, obs, rewards, success.
 
     ``*_cold`` entries are the official results of the same step taken from the same state with the
     solver's warm start cleared, which is how the ``mujoco`` backend starts every control step.
     """
     import mujoco
 
-    env = assets.official_env(task)
+    env = assets.official_env(task, reward_version)
     env.set_task(assets.make_task_data(task, rand_vec))
     policy = expert(task)
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -111,12 +116,76 @@ def replay_errors(env, goal: int, traj: dict, steps: np.ndarray | None = None) -
         # the port against official stepped the way the port steps (cold solver start): exactness
         "obs": np.abs(obs - traj["obs_cold"][steps]).max(axis=-1),
         "reward": np.abs(np.asarray(out.reward) - traj["reward_cold"][steps]),
+        "reward_rel": relative_error(np.asarray(out.reward), traj["reward_cold"][steps]),
         "success": np.abs(np.asarray(out.info["step_info"]["success"]) - traj["success_cold"][steps]),
         # the port against the official trajectory itself (includes the warm-start difference)
         "obs_warm": np.abs(obs - traj["obs"][steps + 1]).max(axis=-1),
         "reward_warm": np.abs(np.asarray(out.reward) - traj["reward"][steps]),
         "qpos_warm": np.abs(qpos_port - traj["state"][steps + 1, qpos]).max(axis=-1),
     }
+
+
+def relative_error(port: np.ndarray, official: np.ndarray) -> np.ndarray:
+    """|port - official| / max(|official|, 1): relative where |reward| > 1, absolute below (V1 rewards
+    run from about -1 to several thousand, so a plain relative error would blow up near 0)."""
+    official = np.asarray(official, np.float64)
+    return np.abs(np.asarray(port, np.float64) - official) / np.maximum(np.abs(official), 1.0)
+
+
+def official_kinematics(env, frames: tuple[str, ...]):
+    """The port's ``Kinematics`` (float32 numpy) read from an official env's current MjData."""
+    import mujoco
+
+    from envs.types import Frame, Kinematics
+
+    out = {}
+    for key in frames:
+        kind, name = key.split(":", 1)
+        obj = getattr(env.data, kind)(name)
+        mat = np.array(obj.xmat, np.float64).reshape(3, 3)
+        if kind == "body":
+            quat = np.array(obj.xquat, np.float64)
+        else:
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, mat.ravel())
+        out[key] = Frame(pos=np.float32(obj.xpos), quat=np.float32(quat), mat=np.float32(mat))
+    return Kinematics(frames=out, qpos=np.float32(env.data.qpos), qvel=np.float32(env.data.qvel))
+
+
+def reward_v1_errors(task: str, rand_vecs: np.ndarray, steps: int = EPISODE_LENGTH) -> dict[str, np.ndarray]:
+    """The port's V1 reward function on official states: the official expert runs on the official env
+    built with ``reward_function_version="v1"``, one episode per rand_vec (``steps`` steps each); at
+    every step the port's ``reward_v1`` is evaluated on the official obs, kinematics and constants.
+
+    No port physics is involved, so this isolates the reward (and its constants) from stepping; it
+    is the fast test. Returns per-step official and port rewards and their ``relative_error``."""
+    from envs.tasks import PORTED
+    from envs.tasks.base import SAWYER_FRAMES
+
+    t = PORTED[task]
+    frames = SAWYER_FRAMES + tuple(f for f in t.frames if f not in SAWYER_FRAMES)
+    env = assets.official_env(task, "v1")
+    policy = expert(task)
+    rec = {"obs": [], "action": [], "kin": [], "consts": [], "official": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rv in rand_vecs:
+            env.set_task(assets.make_task_data(task, rv))
+            obs, _ = env.reset()
+            consts = {**common_constants(env), **t.constants(env), **t.constants_v1(env)}
+            consts = {k: np.float32(v) for k, v in consts.items()}
+            for _ in range(steps):
+                a = np.clip(policy.get_action(obs), -1, 1).astype(np.float32)
+                obs, r, _, trunc, _ = env.step(a)
+                for k, v in (("obs", np.float32(obs)), ("action", a), ("kin", official_kinematics(env, frames)),
+                             ("consts", consts), ("official", r)):
+                    rec[k].append(v)
+                if trunc:
+                    break
+    batch = [jax.tree.map(lambda *xs: np.stack(xs), *rec[k]) for k in ("obs", "action", "kin", "consts")]
+    port = np.asarray(jax.jit(jax.vmap(t.reward_v1))(*batch))
+    official = np.asarray(rec["official"], np.float64)
+    return {"official": official, "port": port, "rel": relative_error(port, official)}
 
 
 def official_success(task: str, goals: np.ndarray) -> np.ndarray:
@@ -203,8 +272,12 @@ def _observed(env, goals: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return np.asarray(jax.jit(lambda s, a: jax.lax.scan(body, s, a)[1])(state, jnp.asarray(actions)))
 
 
-def run(tasks, episodes: int, seed: int, impl: str = DEFAULT_IMPL, log=print) -> dict:
-    """Expert parity per task; on an MJX backend also the agreement with the exact ``mujoco`` backend."""
+def run(tasks, episodes: int, seed: int, impl: str = DEFAULT_IMPL, log=print,
+        reward_version: str = DEFAULT_REWARD_VERSION) -> dict:
+    """Expert parity per task; on an MJX backend also the agreement with the exact ``mujoco`` backend.
+
+    ``reward_version`` builds the port env with that reward; success is V2's in both versions, so the
+    official reference is always the V2 env's success."""
     from envs.sawyer import SawyerEnv
 
     impl = check_impl(impl)
@@ -213,12 +286,13 @@ def run(tasks, episodes: int, seed: int, impl: str = DEFAULT_IMPL, log=print) ->
     table = assets.goal_table(bench, seed)
     idx = goal_indices(episodes, seed)
     mjx = impl != EXACT_IMPL
-    result = {"tasks": {}, "impl": impl, "episodes": episodes, "seed": seed, "benchmark": bench}
+    result = {"tasks": {}, "impl": impl, "episodes": episodes, "seed": seed, "benchmark": bench,
+              "reward_version": check_reward_version(reward_version)}
     extra = "".join(f" {f'obj@{t}':>9s}" for t in AGREEMENT_STEPS) if mjx else ""
     log(f"{'task':28s} {'official':>9s} {'port':>7s} {'gap':>7s}{extra}  time")
     for name in names:
         t0 = time.perf_counter()
-        env = SawyerEnv(name, seed=seed, benchmark=bench, impl=impl, eval_mode=True)
+        env = SawyerEnv(name, seed=seed, benchmark=bench, impl=impl, eval_mode=True, reward_version=reward_version)
         off = official_success(name, table[name][idx])
         row = {"official": float(off.mean()), "episodes": episodes}
         if mjx:
@@ -238,21 +312,31 @@ def run(tasks, episodes: int, seed: int, impl: str = DEFAULT_IMPL, log=print) ->
     return result
 
 
-def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print) -> dict:
-    """Max state-replay errors per task over expert episodes on the given goal indices."""
+def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print,
+                  reward_version: str = DEFAULT_REWARD_VERSION) -> dict:
+    """Max state-replay errors per task over expert episodes on the given goal indices.
+
+    With ``reward_version="v1"`` both sides use the V1 reward; ``reward_rel`` is its ``relative_error``
+    and ``success`` counts the steps where the official V1 env's success (its V1 branch's own, on some
+    tasks) differs from the port's, which is V2's in both versions."""
     from envs.sawyer import SawyerEnv
 
+    check_reward_version(reward_version)
     names = resolve_tasks(tasks)
     bench = benchmark_for(names)
     out = {}
-    log(f"{'task':24s} {'obs':>9s} {'reward':>9s} {'success':>8s} {'obs(warm)':>10s} {'qpos(warm)':>10s}")
+    log(f"{'task':26s} {'obs':>9s} {'reward':>9s} {'rel':>9s} {'success':>8s} {'obs(warm)':>10s} {'qpos(warm)':>10s}")
     for name in names:
-        env = SawyerEnv(name, seed=seed, benchmark=bench, eval_mode=True)
-        errs = [replay_errors(env, g, official_trajectory(name, env.goals[g], env.task_model)) for g in goals]
+        t0 = time.perf_counter()
+        env = SawyerEnv(name, seed=seed, benchmark=bench, eval_mode=True, reward_version=reward_version)
+        trajs = [official_trajectory(name, env.goals[g], env.task_model, reward_version=reward_version) for g in goals]
+        errs = [replay_errors(env, g, tr) for g, tr in zip(goals, trajs)]
         row = {k: float(max(e[k].max() for e in errs)) for k in errs[0]}
         row["success"] = int(sum(e["success"].sum() for e in errs))
+        row["reward_range"] = [float(min(t["reward"].min() for t in trajs)), float(max(t["reward"].max() for t in trajs))]
         out[name] = row
-        log(f"{name:24s} {row['obs']:9.1e} {row['reward']:9.1e} {row['success']:8d} {row['obs_warm']:10.1e} {row['qpos_warm']:10.1e}")
+        log(f"{name:26s} {row['obs']:9.1e} {row['reward']:9.1e} {row['reward_rel']:9.1e} {row['success']:8d} "
+            f"{row['obs_warm']:10.1e} {row['qpos_warm']:10.1e}  {time.perf_counter() - t0:.0f}s")
     return out
 
 
@@ -264,6 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--impl", default=DEFAULT_IMPL, help=f"physics backend: {', '.join(IMPL_CHOICES)}")
     p.add_argument("--json", default=None, help="write the result here")
     p.add_argument("--replay", action="store_true", help="state-replay error table instead of expert parity")
+    p.add_argument("--reward-version", default=DEFAULT_REWARD_VERSION,
+                   help=f"reward function of both sides: {', '.join(REWARD_VERSIONS)} (success is the same in both)")
     args = p.parse_args(argv)
     if args.episodes <= 0:
         print(f"error: --episodes must be positive, got {args.episodes}", file=sys.stderr)
@@ -271,12 +357,22 @@ def main(argv=None) -> int:
     if args.impl not in IMPL_CHOICES:
         print(f"error: unknown --impl '{args.impl}'; valid: {', '.join(IMPL_CHOICES)}", file=sys.stderr)
         return 2
+    if args.reward_version not in REWARD_VERSIONS:
+        print(f"error: unknown --reward-version '{args.reward_version}'; valid: {', '.join(REWARD_VERSIONS)}", file=sys.stderr)
+        return 2
     try:
-        resolve_tasks(args.tasks)
+        names = resolve_tasks(args.tasks)
+        if args.reward_version == "v1":
+            from envs.tasks import PORTED
+
+            missing = [n for n in names if not PORTED[n].has_v1]
+            if missing:
+                print(f"error: no V1 reward ported yet for {', '.join(missing)}", file=sys.stderr)
+                return 2
         if args.replay:
-            result = replay_report(args.tasks, seed=args.seed)
+            result = replay_report(args.tasks, seed=args.seed, reward_version=args.reward_version)
         else:
-            result = run(args.tasks, args.episodes, args.seed, args.impl)
+            result = run(args.tasks, args.episodes, args.seed, args.impl, reward_version=args.reward_version)
     except (UnknownTaskError, BackendUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

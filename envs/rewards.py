@@ -1,5 +1,6 @@
 """Meta-World's V2 reward helpers (``metaworld.utils.reward_utils`` and the base class's
-gripper-caging term), rewritten as branch-free JAX functions.
+gripper-caging term), rewritten as branch-free JAX functions, and the shaping terms the V1 rewards
+repeat (``v1_progress``, ``v1_reach``; end of file).
 
 Every Python ``if`` of the official helpers on a traced value becomes ``jnp.where``; the
 official argument checks (``margin >= 0``, inputs in [0, 1]) hold by construction at every call
@@ -187,3 +188,22 @@ def scipy_quat_from_matrix(mat):
     candidates = jnp.stack([from_axis(0), from_axis(1), from_axis(2), q_trace])
     q = candidates[choice]
     return q / jnp.linalg.norm(q)
+
+
+# ---- V1 (reward_function_version="v1") shaping terms, shared by many tasks' V1 branches ----------
+
+def v1_progress(dist, max_dist):
+    """The V1 pull/push/place/reach term: 1000 (max_dist - d) + 1000 (exp(-d²/0.01) + exp(-d²/0.001)).
+
+    Callers floor it at 0 where the official branch does (``max(rew, 0)``; a few do not)."""
+    return 1000.0 * (max_dist - dist) + 1000.0 * (jnp.exp(-(dist**2) / 0.01) + jnp.exp(-(dist**2) / 0.001))
+
+
+def v1_reach(obj, finger, init_tcp_z, action, xy_radius, z_scale, grip_radius):
+    """The V1 pick tasks' reach term: -|obj - finger| once within ``xy_radius`` in xy, else
+    -|xy| - z_scale |finger_z - init_tcp_z|; within ``grip_radius`` + max(action[-1], 0) / 50 (close the fingers)."""
+    reach_dist = jnp.linalg.norm(obj - finger)
+    reach_xy = jnp.linalg.norm(obj[:-1] - finger[:-1])
+    z_rew = jnp.abs(finger[-1] - init_tcp_z)
+    reach = jnp.where(reach_xy < xy_radius, -reach_dist, -reach_xy - z_scale * z_rew)
+    return jnp.where(reach_dist < grip_radius, -reach_dist + jnp.maximum(action[-1], 0.0) / 50, reach)

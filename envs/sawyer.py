@@ -1,4 +1,4 @@
-"""The single-task Sawyer env: official control, 39-d observation, V2 reward, episodes, auto-reset.
+"""The single-task Sawyer env: official control, 39-d observation, V2 or V1 reward, episodes, auto-reset.
 
 ``SawyerEnv`` is batched: ``reset(rng, num_envs)`` / ``step(state, action)`` take and return a
 ``State`` whose leaves carry a leading env axis; both are pure and jittable (usable in
@@ -6,7 +6,9 @@
 tables), exactly like the official ``RandomTaskSelectWrapper``; ``eval_mode`` pins env i to goal
 i (mod 50), which makes one 500-step rollout from reset the Meta-World evaluation protocol.
 Episodes never terminate; they truncate after 500 steps and the env resets itself, keeping the
-true last observation in ``info['final_obs']`` for bootstrapping.
+true last observation in ``info['final_obs']`` for bootstrapping. ``reward_version`` picks the
+official reward function (``"v2"``, the default, or ``"v1"``); success, the obs and the rest of
+``info['step_info']`` are the same in both (``unscaled_reward`` is the reward returned).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from envs import assets
 from envs.backends import DEFAULT_IMPL, make_backend
 from envs.control import ACTION_SIZE, GRIPPER_DISTANCE_SCALE, NUM_GOALS
-from envs.tasks.base import SAWYER_FRAMES, Task, common_constants
+from envs.tasks.base import DEFAULT_REWARD_VERSION, SAWYER_FRAMES, Task, check_reward_version, common_constants
 from envs.types import OBJECTS_SIZE, OBS_FRAME, OBS_SIZE, Kinematics, State
 STEP_INFO_KEYS = ("success", "near_object", "grasp_success", "grasp_reward", "in_place_reward", "obj_to_target", "unscaled_reward")
 
@@ -30,12 +32,16 @@ class SawyerEnv:
     """One Meta-World task on a physics backend, batched over envs."""
 
     def __init__(self, task: str, *, seed: int = 0, benchmark: str | None = None, impl: str = DEFAULT_IMPL,
-                 eval_mode: bool = False, **backend_kwargs):
+                 eval_mode: bool = False, reward_version: str = DEFAULT_REWARD_VERSION, **backend_kwargs):
         from envs.registry import benchmark_for, canonical
         from envs.tasks import PORTED
 
         self.name = canonical(task)
         self.task: Task = PORTED[self.name]
+        self.reward_version = check_reward_version(reward_version)
+        if reward_version == "v1" and not self.task.has_v1:
+            with_v1 = sorted(n for n, t in PORTED.items() if t.has_v1)
+            raise ValueError(f"task '{self.name}' has no V1 reward ported yet; tasks with V1: {', '.join(with_v1)}")
         self.seed = seed
         self.benchmark = benchmark or benchmark_for((self.name,))
         self.eval_mode = eval_mode
@@ -50,7 +56,9 @@ class SawyerEnv:
         modules = dict.fromkeys(inspect.getmodule(k) for k in type(self.task).__mro__ if k.__module__.startswith("envs."))
         source = "".join(inspect.getsource(m) for m in modules)
         tag = hashlib.sha1(source.encode()).hexdigest()[:8]
-        table = assets.reset_table(self.name, self.task_model, self.goals, self._constants, f"{self.benchmark}{seed}_{tag}")
+        version_tag = "" if reward_version == "v2" else f"_{reward_version}"
+        table = assets.reset_table(self.name, self.task_model, self.goals, self._constants,
+                                   f"{self.benchmark}{seed}_{tag}{version_tag}", reward_version)
         self.obs_low = jnp.asarray(table["obs_low"], jnp.float32)
         self.obs_high = jnp.asarray(table["obs_high"], jnp.float32)
         self._t_obs = jnp.asarray(table["obs"], jnp.float32)
@@ -61,7 +69,8 @@ class SawyerEnv:
         self._t_data = self.backend.init_table(table["state"])
 
     def _constants(self, env) -> dict[str, np.ndarray]:
-        return {**common_constants(env), **self.task.constants(env)}
+        v1 = self.task.constants_v1(env) if self.reward_version == "v1" else {}
+        return {**common_constants(env), **self.task.constants(env), **v1}
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -114,6 +123,9 @@ class SawyerEnv:
         info = state.info
         obs, curr = self.observe(kin, info["prev"], info["consts"])
         reward, rinfo = self.task.evaluate(obs, action, kin, info["consts"])
+        if self.reward_version == "v1":
+            reward = self.task.reward_v1(obs, action, kin, info["consts"]).astype(jnp.float32)
+            rinfo = {**rinfo, "unscaled_reward": reward}
         success = rinfo["success"]
         steps = info["steps"] + 1
         truncation = steps >= self.max_path_length
@@ -181,5 +193,6 @@ class SawyerEnv:
 
 
 def make(task: str, **kwargs) -> SawyerEnv:
-    """One task by name ('drawer-open' or 'drawer-open-v3'); kwargs go to ``SawyerEnv``."""
+    """One task by name ('drawer-open' or 'drawer-open-v3'); kwargs go to ``SawyerEnv`` (seed, impl, eval_mode,
+    reward_version='v2' | 'v1')."""
     return SawyerEnv(task, **kwargs)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
@@ -37,6 +37,17 @@ class ButtonPressTopdown(Task):
             (obj_to_target <= 0.024).astype(jnp.float32), (tcp_to_obj <= 0.05).astype(jnp.float32),
             (obs[OBS_GRIPPER] > 0).astype(jnp.float32), near_button, button_pressed, obj_to_target, reward,
         )
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        obj = obs[OBS_OBJ1_POS]
+        press_dist = jnp.abs(obj[2] - c["target_pos"][2])
+        reach_dist = jnp.linalg.norm(obj - tcp_center(kin))
+        press = jnp.where(reach_dist < 0.05, rewards.v1_progress(press_dist, c["maxDist"]), 0.0)
+        return -reach_dist + jnp.maximum(press, 0.0)
 
 
 TASKS = (ButtonPressTopdown(),)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_HAND, OBS_OBJ1_POS
 
 DOOR_QPOS = 9  # qpos address of 'doorjoint' (checked against the official env in constants())
@@ -22,6 +22,17 @@ class _Door(Task):
     def objects(self, kin, c):
         f = kin.frames["geom:handle"]
         return f.pos, rewards.scipy_quat_from_matrix(f.mat)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPullDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """The same V1 reward for door-open and door-close: reach the handle, then bring it to the goal in xy."""
+        obj = obs[OBS_OBJ1_POS]
+        pull_dist = jnp.linalg.norm(obj[:-1] - c["target_pos"][:-1])
+        reach_dist = jnp.linalg.norm(obj - tcp_center(kin))
+        pull = jnp.where(reach_dist < 0.05, jnp.maximum(rewards.v1_progress(pull_dist, c["maxPullDist"]), 0.0), 0.0)
+        return -reach_dist + pull
 
 
 class DoorOpen(_Door):

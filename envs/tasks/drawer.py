@@ -6,13 +6,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_HAND, OBS_OBJ1_POS
 
 MAX_DIST = 0.2
 
 
-class DrawerOpen(Task):
+class _Drawer(Task):
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """The same V1 reward for drawer-open and drawer-close: reach the handle, then move it to the goal in y."""
+        obj = obs[OBS_OBJ1_POS]
+        pull_dist = jnp.abs(obj[1] - c["target_pos"][1])
+        reach_dist = jnp.linalg.norm(obj - tcp_center(kin))
+        pull = jnp.where(reach_dist < 0.05, jnp.maximum(rewards.v1_progress(pull_dist, c["maxDist"]), 0.0), 0.0)
+        return -reach_dist + pull
+
+
+class DrawerOpen(_Drawer):
     name = "drawer-open"
     frames = ("body:drawer_link",)
 
@@ -39,7 +52,7 @@ class DrawerOpen(Task):
         )
 
 
-class DrawerClose(Task):
+class DrawerClose(_Drawer):
     name = "drawer-close"
     frames = ("body:drawer_link",)
     target_radius = 0.05  # official code reads self.TARGET_RADIUS (base 0.05), not its own _TARGET_RADIUS = 0.04

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.07
@@ -55,6 +55,29 @@ class PegInsertSide(Task):
             (obj_to_target <= 0.07).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp,
             object_grasped, in_place, obj_to_target, reward,
         )
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        obj, goal, height_target, obj_height = obs[OBS_OBJ1_POS], c["target_pos"], c["heightTarget"], c["objHeight"]
+        finger = tcp_center(kin)
+        reach_dist = jnp.linalg.norm(obj - finger)
+        placing_dist_head = jnp.linalg.norm(kin.pos("site:pegHead") - goal)
+        placing_dist = jnp.linalg.norm(obj - goal)
+        reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.05, z_scale=1.0, grip_radius=0.05)
+        pick_completed = obj[2] >= height_target - 0.01
+        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
+        pick = jnp.where(
+            pick_completed & ~dropped, 100 * height_target,
+            jnp.where((reach_dist < 0.1) & (obj[2] > obj_height + 0.005), 100 * jnp.minimum(height_target, obj[2]), 0.0),
+        )
+        cond = pick_completed & (reach_dist < 0.1) & ~dropped
+        # placing term on the peg's grasp point once its head is within 5 cm of the goal, else on the head
+        place_dist = jnp.where(placing_dist_head <= 0.05, placing_dist, placing_dist_head)
+        place = jnp.where(cond, jnp.maximum(rewards.v1_progress(place_dist, c["maxPlacingDist"]), 0.0), 0.0)
+        return reach + pick + place
 
 
 TASKS = (PegInsertSide(),)

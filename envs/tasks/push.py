@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
@@ -40,6 +40,16 @@ class Push(Task):
             (target_to_obj <= TARGET_RADIUS).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp,
             object_grasped, in_place, target_to_obj, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPushDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
+        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
+        push_dist = jnp.linalg.norm(obj[:2] - goal[:2])
+        push = jnp.where(reach_dist < 0.05, jnp.maximum(rewards.v1_progress(push_dist, c["maxPushDist"]), 0.0), 0.0)
+        return -reach_dist + push
 
 
 TASKS = (Push(),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 
 
 class Reach(Task):
@@ -22,4 +22,11 @@ class Reach(Task):
         reward = 10 * in_place
         success = (tcp_to_target <= 0.05).astype(jnp.float32)
         return reward, info(success, tcp_to_target, 1.0, tcp_to_target, in_place, tcp_to_target, reward)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxReachDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        reach_dist = jnp.linalg.norm(tcp_center(kin) - c["target_pos"])
+        return jnp.maximum(rewards.v1_progress(reach_dist, c["maxReachDist"]), 0.0)
 TASKS = (Reach(),)

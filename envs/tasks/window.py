@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.types import OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 HANDLE_RADIUS = 0.02
@@ -38,6 +39,16 @@ class _Window(Task):
         )
         reward = 10 * rewards.hamacher_product(reach, in_place)
         return reward, info(target_to_obj <= TARGET_RADIUS, tcp_to_obj <= 0.05, 1.0, reach, in_place, target_to_obj, reward)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPullDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """The same V1 reward for window-open and window-close; the pull term is not floored at 0 (official)."""
+        obj = obs[OBS_OBJ1_POS]
+        pull_dist = jnp.abs(obj[0] - c["target_pos"][0])
+        reach_dist = jnp.linalg.norm(obj - tcp_center(kin))
+        return -reach_dist + jnp.where(reach_dist < 0.05, rewards.v1_progress(pull_dist, c["maxPullDist"]), 0.0)
 
 
 class WindowOpen(_Window):
