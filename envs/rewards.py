@@ -192,11 +192,12 @@ def scipy_quat_from_matrix(mat):
 
 # ---- V1 (reward_function_version="v1") shaping terms, shared by many tasks' V1 branches ----------
 
-def v1_progress(dist, max_dist):
-    """The V1 pull/push/place/reach term: 1000 (max_dist - d) + 1000 (exp(-d²/0.01) + exp(-d²/0.001)).
+def v1_progress(dist, max_dist, c2=0.01, c3=0.001):
+    """The V1 pull/push/place/reach term: 1000 (max_dist - d) + 1000 (exp(-d²/c2) + exp(-d²/c3)).
 
-    Callers floor it at 0 where the official branch does (``max(rew, 0)``; a few do not)."""
-    return 1000.0 * (max_dist - dist) + 1000.0 * (jnp.exp(-(dist**2) / 0.01) + jnp.exp(-(dist**2) / 0.001))
+    c2, c3 are 0.01, 0.001 except on dial-turn. Callers floor it at 0 where the official branch does
+    (``max(rew, 0)``; a few do not)."""
+    return 1000.0 * (max_dist - dist) + 1000.0 * (jnp.exp(-(dist**2) / c2) + jnp.exp(-(dist**2) / c3))
 
 
 def v1_reach(obj, finger, init_tcp_z, action, xy_radius, z_scale, grip_radius):
@@ -207,3 +208,17 @@ def v1_reach(obj, finger, init_tcp_z, action, xy_radius, z_scale, grip_radius):
     z_rew = jnp.abs(finger[-1] - init_tcp_z)
     reach = jnp.where(reach_xy < xy_radius, -reach_dist, -reach_xy - z_scale * z_rew)
     return jnp.where(reach_dist < grip_radius, -reach_dist + jnp.maximum(action[-1], 0.0) / 50, reach)
+
+
+def v1_reach_then_progress(reach_dist, dist, max_dist, floor=True, c2=0.01, c3=0.001):
+    """The V1 reward of the reach-then-move tasks (press, pull, push, open): -reach_dist, plus
+    ``v1_progress(dist, max_dist)`` (floored at 0 unless ``floor`` is False) once reach_dist < 0.05."""
+    progress = v1_progress(dist, max_dist, c2, c3)
+    progress = jnp.maximum(progress, 0.0) if floor else progress
+    return -reach_dist + jnp.where(reach_dist < 0.05, progress, 0.0)
+
+
+def v1_press(obs_obj, finger, goal, axis: int, max_dist):
+    """The V1 button/handle press and pull reward: reach ``obs_obj`` with ``finger``, then move it to the
+    goal along ``axis`` (pressDist = |obj[axis] - goal[axis]|)."""
+    return v1_reach_then_progress(jnp.linalg.norm(obs_obj - finger), jnp.abs(obs_obj[axis] - goal[axis]), max_dist)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
@@ -54,6 +54,13 @@ class ButtonPress(Task):
 
     def evaluate(self, obs, action, kin, c):
         return press_reward(obs, kin, c, pressed_margin=c["obj_to_target_init"])
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: fingerCOM is the left end-effector site alone; press along y."""
+        return rewards.v1_press(obs[OBS_OBJ1_POS], kin.pos("site:leftEndEffector"), c["target_pos"], 1, c["maxDist"])
 
 
 TASKS = (ButtonPress(),)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from envs.tasks.base import Task
+from envs import rewards
+from envs.tasks.base import Task, read_attrs
+from envs.types import OBS_OBJ1_POS
 from envs.tasks.button_press import press_reward
 
 MAX_DIST = 0.03  # official self.max_dist
@@ -20,6 +22,13 @@ class CoffeeButton(Task):
     def evaluate(self, obs, action, kin, c):
         # Official compute_reward is button-press-v3's with the fixed margin max_dist for button_pressed.
         return press_reward(obs, kin, c, pressed_margin=MAX_DIST)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: button-press's (left end-effector site, press along y)."""
+        return rewards.v1_press(obs[OBS_OBJ1_POS], kin.pos("site:leftEndEffector"), c["target_pos"], 1, c["maxDist"])
 
 
 TASKS = (CoffeeButton(),)

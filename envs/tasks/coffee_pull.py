@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
@@ -54,6 +54,20 @@ class _CoffeeMug(Task):
 
 class CoffeePull(_CoffeeMug):
     name = "coffee-pull"
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPullDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
+        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
+        pull_dist = jnp.linalg.norm(obj[:2] - goal[:2])
+        # official reachDistxy is the norm of the point (obj x, obj y, init tcp z), not of a difference
+        reach_xy = jnp.linalg.norm(jnp.concatenate([obj[:-1], c["init_tcp"][-1:]]))
+        near = -reach_dist + 0.1 + jnp.where(reach_dist < 0.05, jnp.maximum(action[-1], 0.0) / 50, 0.0)
+        reach = jnp.where(reach_xy < 0.05, near, -reach_xy)
+        pull = jnp.where(reach_dist < 0.05, jnp.maximum(rewards.v1_progress(pull_dist, c["maxPullDist"]), 0.0), 0.0)
+        return reach + pull
 
 
 TASKS = (CoffeePull(),)

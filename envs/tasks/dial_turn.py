@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.types import OBS_OBJ1_POS
 
 KNOB_QPOS = 9  # qpos address of 'knob_Joint_1' (checked against the official env in constants())
 TARGET_RADIUS = 0.07  # the dial class overrides SawyerXYZEnv.TARGET_RADIUS = 0.05
@@ -56,6 +57,18 @@ class DialTurn(Task):
         reach = rewards.hamacher_product(reach, gripper_closed)
         reward = 10 * rewards.hamacher_product(reach, in_place)
         return reward, info(target_to_obj <= TARGET_RADIUS, tcp_to_obj <= 0.01, 1.0, reach, in_place, target_to_obj, reward)
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPullDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Reach the dial, then turn it to the goal in y; this branch's exponential widths are 0.001 and 0.0001."""
+        obj = obs[OBS_OBJ1_POS]
+        return rewards.v1_reach_then_progress(
+            jnp.linalg.norm(obj - tcp_center(kin)), jnp.abs(obj[1] - c["target_pos"][1]), c["maxPullDist"],
+            c2=0.001, c3=0.0001,
+        )
 
 
 TASKS = (DialTurn(),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
@@ -41,6 +41,18 @@ class HandInsert(Task):
             (target_to_obj <= 0.05).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp,
             object_grasped, in_place, target_to_obj, reward,
         )
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxReachDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Bring the hand over the goal in xy, then down to it in z (the object is ignored)."""
+        finger, goal = tcp_center(kin), c["target_pos"]
+        reach_dist = jnp.linalg.norm(finger[:-1] - goal[:-1])
+        reach_z = jnp.abs(finger[-1] - goal[-1])
+        near = jnp.where(reach_dist < 0.05, rewards.v1_progress(reach_z, c["maxReachDist"]), 0.0)
+        return -reach_dist + jnp.maximum(near, 0.0)
 
 
 TASKS = (HandInsert(),)

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.types import OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.02  # the class attribute overrides SawyerXYZEnv.TARGET_RADIUS (0.05)
 HANDLE_RADIUS = 0.02
@@ -24,6 +25,13 @@ class _HandlePress(Task):
 
     def objects(self, kin, c):
         return kin.pos("site:handleStart"), jnp.zeros(4)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1, the same for handle-press and -side: left end-effector site, press along z."""
+        return rewards.v1_press(obs[OBS_OBJ1_POS], kin.pos("site:leftEndEffector"), c["target_pos"], 2, c["maxDist"])
 
     def evaluate(self, obs, action, kin, c):
         obj, tcp, target = kin.pos("site:handleStart"), tcp_center(kin), c["target_pos"]

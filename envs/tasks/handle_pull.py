@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05  # SawyerXYZEnv.TARGET_RADIUS
@@ -24,6 +24,13 @@ class _HandlePull(Task):
 
     def objects(self, kin, c):
         return kin.pos(self.frames[0]), jnp.zeros(4)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1, the same for handle-pull and -side: left end-effector site, pull along z."""
+        return rewards.v1_press(obs[OBS_OBJ1_POS], kin.pos("site:leftEndEffector"), c["target_pos"], 2, c["maxDist"])
 
     def _target_to_obj(self, obj, c):
         raise NotImplementedError
