@@ -366,10 +366,11 @@ def _git_commit() -> str | None:
         return None
 
 
-def header(plan: Plan, reps: int) -> dict:
+def header(plan: Plan, reps: int, command: str | None = None) -> dict:
     steps = sorted(set(plan.steps.values()))
     return {
         "table": plan.table.name,
+        "command": command,
         "title": plan.table.title,
         "budget": plan.budget,
         "env_steps_per_run": steps[0] if len(steps) == 1 else steps,
@@ -411,6 +412,8 @@ def markdown(head: dict, rows: list[dict]) -> str:
         f"**budget {head['budget']:g}** (x 2M env steps per task: {', '.join(f'{s:,}' for s in np.atleast_1d(steps))} env steps per run) | "
         f"seeds {', '.join(map(str, head['seeds']))} | rows {', '.join(head['rows'])} | train flags `{flags}` | "
         f"commit {head['commit']} on {head['host']}, {head['date']}",
+        "",
+        f"`{head['command']}`" if head.get("command") else "",
         "",
         f"Final evaluation success (50 goals x 1 episode per task). Each cell: point estimate [95% interval], "
         f"stratified bootstrap over seeds within each task ({head['bootstrap']['reps']:,} replicates, percentile method). "
@@ -507,10 +510,10 @@ def upload(head: dict, rows: list[dict], figures: Sequence[Path], project: str, 
 
 
 def write_report(plan: Plan, reps: int = stats.REPS, bootstrap_seed: int = 0, wandb_project: str | None = None,
-                 log=print) -> dict:
+                 log=print, command: str | None = None) -> dict:
     """table.md, table.json, worst_k.png, d1d2.png under the plan's root; returns table.json's content."""
     rows = collect(plan, reps, bootstrap_seed)
-    head = header(plan, reps) | {"bootstrap_seed": bootstrap_seed}
+    head = header(plan, reps, command) | {"bootstrap_seed": bootstrap_seed}
     plan.root.mkdir(parents=True, exist_ok=True)
     figures = [p for p in (plot_worst_k(rows, plan.root / "worst_k.png"), plot_d1d2(plan, rows, plan.root / "d1d2.png")) if p]
     doc = {**head, "results": rows, "figures": [Path(p).name for p in figures]}
@@ -596,7 +599,8 @@ def main(argv: Sequence[str] | None = None, *, tables: dict[str, Table] = TABLES
             for s, handler in previous.items():
                 signal.signal(s, handler)
     try:
-        doc = write_report(plan, args.reps, args.bootstrap_seed, args.wandb_project if args.wandb else None, log)
+        doc = write_report(plan, args.reps, args.bootstrap_seed, args.wandb_project if args.wandb else None, log,
+                           command=shlex.join(["python", "-m", "experiments.reproduce", *argv]))
     except ReproduceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

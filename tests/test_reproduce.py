@@ -80,6 +80,24 @@ def test_tasks_are_resampled_independently():
         assert np.mean(np.isclose(means, value)) == pytest.approx(p, abs=0.01)
 
 
+def test_intervals_match_rliable():
+    """rliable 1.2.0's get_interval_estimates (50,000 reps, percentile) on TOPPO's final MT10 scores of seeds 0 and 1
+    (docs/results/mt10-toppo-vs-mtppo-cpu) and on a random 5 x 50 matrix; the same up to Monte Carlo error."""
+    toppo = np.array([[0.98, 0.80, 0.26, 1.00, 1.00, 1.00, 1.00, 0.78, 0.52, 1.00],
+                      [1.00, 0.56, 0.66, 0.84, 0.52, 1.00, 1.00, 0.78, 0.98, 1.00]])  # fmt: skip
+    synthetic = np.random.default_rng(7).integers(0, 51, size=(5, 50)) / 50.0
+    rliable = {
+        "toppo": {"mean": (0.834, 0.778, 0.89), "worst_1": (0.39, 0.26, 0.59), "worst_3": (0.55, 0.44, 0.7),
+                  "worst_5": (0.67, 0.568, 0.782), "iqm": (0.916, 0.832, 0.958)},
+        "synthetic": {"mean": (0.5276, 0.4946, 0.5603), "worst_1": (0.004, 0.0, 0.024), "worst_3": (0.016, 0.008, 0.044),
+                      "worst_10": (0.0956, 0.0696, 0.1376), "iqm": (0.5408, 0.4957, 0.5851)},
+    }  # fmt: skip
+    for name, scores in (("toppo", toppo), ("synthetic", synthetic)):
+        ours = stats.interval_estimates(scores, reps=50_000, seed=1)
+        for stat, expected in rliable[name].items():
+            np.testing.assert_allclose(ours[stat], expected, atol=0.004, err_msg=f"{name} {stat}")
+
+
 def test_intervals_by_hand():
     # One task, seeds 0 and 1: the mean of a replicate is 0 (1/4), 0.5 (1/2) or 1 (1/4), so the 2.5th and
     # 97.5th percentiles are 0 and 1. Worst-1 = mean here; IQM of two values = their mean.
@@ -249,8 +267,9 @@ def test_failed_runs_are_marked_and_diverged_ones_not_retried(tmp_path):
     argv = ["--table", "fake", "--seeds", "2", "--budget", str(BUDGET), "--root", str(root), "--reps", "200", "--", *TINY]
     out = []
     kw = dict(tables=TABLES, trainer=(sys.executable, str(script)), task_catalog=CATALOG, log=out.append)
-    assert reproduce.main(argv, **kw) == 1  # some runs are not done
+    assert reproduce.main([*argv[:2], "--jobs", "2", *argv[2:]], **kw) == 1  # some runs are not done
     table = json.loads((root / "table.json").read_text())
+    assert table["command"].startswith("python -m experiments.reproduce --table fake --jobs 2 --seeds 2")
     states = [(r["row"], run["seed"], run["state"], run["error"]) for r in table["results"] for run in r["runs"]]
     assert states == [("mtppo", 0, "failed", "boom at seed 0"), ("mtppo", 1, "failed", "boom at seed 1"),
                       ("popart_ln", 0, "diverged", "boom at seed 0"), ("popart_ln", 1, "diverged", "boom at seed 1")]  # fmt: skip
