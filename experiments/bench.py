@@ -160,17 +160,21 @@ def gym_comparison(tasks: str, steps: int) -> dict:
     }
 
 
-def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1) -> dict:
+def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1, *, envs_per_task: int | None = None,
+              rollout_length: int | None = None, seconds: float | None = None) -> dict:
     """The full TOPPO loop (rollout + GAE + epochs of per-task-gradient updates), default TOPPO
-    config except the rollout shape: env steps/s of `train_chunk` after its compile; on `devices`
-    devices, data parallel as `train --devices`."""
+    config except the rollout shape: env steps/s of `train_chunk` after its compile, timed over at
+    least `seconds`; on `devices` devices, data parallel as `train --devices`. The shape and time
+    default to 4 envs/task x 100 steps for 5 s (quick), else 16 x 500 for 30 s."""
     import jax
 
     import envs
     from toppo_jax import config as cfg
     from toppo_jax import learner, sharding
 
-    envs_per_task, length = (4, 100) if quick else (16, 500)
+    envs_per_task = envs_per_task or (4 if quick else 16)
+    length = rollout_length or (100 if quick else 500)
+    seconds = (5.0 if quick else 30.0) if seconds is None else seconds
     config = cfg.replace(
         cfg.Config(), env={"envs_per_task": envs_per_task, "impl": impl}, ppo={"rollout_length": length, "num_minibatches": 8},
         train={"devices": devices},
@@ -188,12 +192,12 @@ def train_sps(tasks, quick: bool, impl: str, seed: int = 0, devices: int = 1) ->
         state, _ = jax.block_until_ready(chunk(state))
         first = time.perf_counter() - t0
         reps, t0 = 0, time.perf_counter()
-        while reps < 1 or time.perf_counter() - t0 < (5.0 if quick else 30.0):
+        while reps < 1 or time.perf_counter() - t0 < seconds:
             state, _ = jax.block_until_ready(chunk(state))
             reps += 1
         dt = time.perf_counter() - t0
     return {"env_steps_per_s": reps * trainer.env_steps_per_chunk / dt, "first_call_s": first, "num_envs": env.num_envs,
-            "devices": devices}
+            "devices": devices, "rollout_length": length, "chunks_timed": reps}
 
 
 def compile_scaling(tasks, counts, impl: str) -> list[dict]:
