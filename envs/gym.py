@@ -61,6 +61,7 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
         seed: benchmark seed of the goal tables and of the task samplers; None draws one (``self.seed``).
         use_one_hot: append the one-hot task id (size = number of tasks), as official's ``OneHotWrapper``.
         impl: the port's physics backend ('mujoco', 'warp', 'auto'); ``envs.make_multitask``.
+        reward_function_version: 'v2' (default) or 'v1', official's argument (``reward_version`` of the port).
         max_episode_steps: only None or 500 (the port truncates inside its jitted step at 500).
         terminate_on_success: only False (official's default for MT training envs).
         autoreset_mode: only SAME_STEP (the port resets inside its step and keeps the final obs).
@@ -73,7 +74,7 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
     def __init__(self, tasks="mt10", envs_per_task: int = 1, *, seed: int | None = None, use_one_hot: bool = False,
                  impl: str = DEFAULT_IMPL, max_episode_steps: int | None = None, terminate_on_success: bool = False,
                  autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP, vector_strategy: str = "sync",
-                 render_mode: str | None = None, **kwargs):
+                 render_mode: str | None = None, reward_function_version: str = "v2", **kwargs):
         bad = sorted(k for k in kwargs if k not in ("width", "height"))  # width/height: render sizes, unused
         if bad:
             raise TypeError(f"toppo-jax vector env: unsupported argument(s) {', '.join(bad)} (docs/gymnasium.md)")
@@ -91,7 +92,8 @@ class MetaWorldVectorEnv(gym.vector.VectorEnv):
             seed = int(np.random.SeedSequence().entropy % (2**31))
         self.seed = int(seed)
         self.use_one_hot = bool(use_one_hot)
-        self.mt = MultiTaskEnv(tasks, envs_per_task, seed=self.seed, impl=impl, staggered=False, eval_mode=True)
+        self.mt = MultiTaskEnv(tasks, envs_per_task, seed=self.seed, impl=impl, staggered=False, eval_mode=True,
+                               reward_version=reward_function_version)
         self.task_names = self.mt.task_names
         self.envs_per_task = envs_per_task
         self.num_envs = self.mt.num_envs

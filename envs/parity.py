@@ -158,15 +158,21 @@ def reward_v1_errors(task: str, rand_vecs: np.ndarray, steps: int = EPISODE_LENG
     every step the port's ``reward_v1`` is evaluated on the official obs, kinematics and constants.
 
     No port physics is involved, so this isolates the reward (and its constants) from stepping; it
-    is the fast test. Returns per-step official and port rewards and their ``relative_error``."""
+    is the fast test. Returns per-step official and port rewards and their ``relative_error``.
+
+    Experts reach some objects with an offset (button-press's V1 measures from the left finger) and
+    never enter the near-object branches there, so each step is also scored with the object block
+    moved (``*_moved``): obs[OBS_OBJ1_POS] put within 2 cm per axis of the TCP or of the left finger
+    (alternating), scored by the official ``compute_reward`` on the same state and by the port."""
     from envs.tasks import PORTED
     from envs.tasks.base import SAWYER_FRAMES
 
     t = PORTED[task]
-    frames = SAWYER_FRAMES + tuple(f for f in t.frames if f not in SAWYER_FRAMES)
+    frames = SAWYER_FRAMES + tuple(dict.fromkeys(f for f in t.frames + t.frames_v1 if f not in SAWYER_FRAMES))
     env = assets.official_env(task, "v1")
     policy = expert(task)
-    rec = {"obs": [], "action": [], "kin": [], "consts": [], "official": []}
+    rec = {"obs": [], "action": [], "kin": [], "consts": [], "official": [], "obs_moved": [], "official_moved": []}
+    rng = np.random.default_rng(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for rv in rand_vecs:
@@ -177,15 +183,25 @@ def reward_v1_errors(task: str, rand_vecs: np.ndarray, steps: int = EPISODE_LENG
             for _ in range(steps):
                 a = np.clip(policy.get_action(obs), -1, 1).astype(np.float32)
                 obs, r, _, trunc, _ = env.step(a)
+                site = "rightEndEffector" if len(rec["obs"]) % 2 else "leftEndEffector"
+                anchor = (env._get_site_pos(site) + env._get_site_pos("leftEndEffector")) / 2
+                moved = np.array(obs, copy=True)
+                moved[OBS_OBJ1_POS] = anchor + rng.uniform(-0.02, 0.02, 3)
+                r_moved = env.compute_reward(a, moved)[0]
                 for k, v in (("obs", np.float32(obs)), ("action", a), ("kin", official_kinematics(env, frames)),
-                             ("consts", consts), ("official", r)):
+                             ("consts", consts), ("official", r), ("obs_moved", np.float32(moved)),
+                             ("official_moved", r_moved)):
                     rec[k].append(v)
                 if trunc:
                     break
-    batch = [jax.tree.map(lambda *xs: np.stack(xs), *rec[k]) for k in ("obs", "action", "kin", "consts")]
-    port = np.asarray(jax.jit(jax.vmap(t.reward_v1))(*batch))
-    official = np.asarray(rec["official"], np.float64)
-    return {"official": official, "port": port, "rel": relative_error(port, official)}
+    stack = {k: jax.tree.map(lambda *xs: np.stack(xs), *rec[k]) for k in ("obs", "obs_moved", "action", "kin", "consts")}
+    reward = jax.jit(jax.vmap(t.reward_v1))
+    out = {}
+    for tag, obs_key in (("", "obs"), ("_moved", "obs_moved")):
+        port = np.asarray(reward(stack[obs_key], stack["action"], stack["kin"], stack["consts"]))
+        official = np.asarray(rec[f"official{tag}"], np.float64)
+        out.update({f"official{tag}": official, f"port{tag}": port, f"rel{tag}": relative_error(port, official)})
+    return out
 
 
 def official_success(task: str, goals: np.ndarray) -> np.ndarray:
@@ -318,7 +334,8 @@ def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print,
 
     With ``reward_version="v1"`` both sides use the V1 reward; ``reward_rel`` is its ``relative_error``
     and ``success`` counts the steps where the official V1 env's success (its V1 branch's own, on some
-    tasks) differs from the port's, which is V2's in both versions."""
+    tasks) differs from the port's, which is V2's in both versions; ``fn_rel`` / ``fn_rel_moved`` are
+    ``reward_v1_errors`` on the same goals (the V1 reward on official states, object moved near the hand)."""
     from envs.sawyer import SawyerEnv
 
     check_reward_version(reward_version)
@@ -334,9 +351,13 @@ def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print,
         row = {k: float(max(e[k].max() for e in errs)) for k in errs[0]}
         row["success"] = int(sum(e["success"].sum() for e in errs))
         row["reward_range"] = [float(min(t["reward"].min() for t in trajs)), float(max(t["reward"].max() for t in trajs))]
+        if reward_version == "v1":
+            fn = reward_v1_errors(name, env.goals[list(goals)])
+            row["fn_rel"], row["fn_rel_moved"] = float(fn["rel"].max()), float(fn["rel_moved"].max())
         out[name] = row
+        fn = f" fn {row['fn_rel']:8.1e} moved {row['fn_rel_moved']:8.1e}" if reward_version == "v1" else ""
         log(f"{name:26s} {row['obs']:9.1e} {row['reward']:9.1e} {row['reward_rel']:9.1e} {row['success']:8d} "
-            f"{row['obs_warm']:10.1e} {row['qpos_warm']:10.1e}  {time.perf_counter() - t0:.0f}s")
+            f"{row['obs_warm']:10.1e} {row['qpos_warm']:10.1e}{fn}  {time.perf_counter() - t0:.0f}s")
     return out
 
 

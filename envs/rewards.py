@@ -222,3 +222,20 @@ def v1_press(obs_obj, finger, goal, axis: int, max_dist):
     """The V1 button/handle press and pull reward: reach ``obs_obj`` with ``finger``, then move it to the
     goal along ``axis`` (pressDist = |obj[axis] - goal[axis]|)."""
     return v1_reach_then_progress(jnp.linalg.norm(obs_obj - finger), jnp.abs(obs_obj[axis] - goal[axis]), max_dist)
+
+
+def v1_pick_place(reach, reach_dist, obj_z, placing_dist, height_target, obj_height, max_placing_dist,
+                  progress_dist=None):
+    """The V1 pick-and-place reward: ``reach`` (``v1_reach``), + 100 height_target once the object is
+    lifted to height_target - 0.01 and not dropped (100 min(height_target, z) while held above the
+    table within 10 cm), + the floored ``v1_progress`` of ``progress_dist`` (default placing_dist)
+    while lifted, within 10 cm and not dropped. Dropped: on the table, > 2 cm from goal and gripper."""
+    progress_dist = placing_dist if progress_dist is None else progress_dist
+    pick_completed = obj_z >= height_target - 0.01
+    dropped = (obj_z < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
+    held = (reach_dist < 0.1) & (obj_z > obj_height + 0.005)
+    pick = jnp.where(pick_completed & ~dropped, 100 * height_target,
+                     jnp.where(held, 100 * jnp.minimum(height_target, obj_z), 0.0))
+    cond = pick_completed & (reach_dist < 0.1) & ~dropped
+    place = jnp.where(cond, jnp.maximum(v1_progress(progress_dist, max_placing_dist), 0.0), 0.0)
+    return reach + pick + place

@@ -49,7 +49,8 @@ class SawyerEnv:
 
         self.goals = assets.goal_table(self.benchmark, seed)[self.name]
         fixtures = assets.fixture_bodies(self.name, self.goals)
-        self.frames = SAWYER_FRAMES + tuple(f for f in self.task.frames if f not in SAWYER_FRAMES)
+        task_frames = self.task.frames + (self.task.frames_v1 if reward_version == "v1" else ())
+        self.frames = SAWYER_FRAMES + tuple(dict.fromkeys(f for f in task_frames if f not in SAWYER_FRAMES))
         self.task_model = assets.task_model(self.name, self.frames, fixtures)
         # Cache key of the reset table: the source of every module the task's class comes from (its own,
         # a sibling task it subclasses, and envs/tasks/base.py with the common constants).

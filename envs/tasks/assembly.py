@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_HAND, OBS_OBJ1_POS, OBS_OBJ1_QUAT
 
 WRENCH_HANDLE_LENGTH = 0.02
@@ -88,6 +88,32 @@ class Assembly(RoundNutTask):
 
     def _in_place_and_success(self, obs, kin, c):
         return _reward_pos(kin.pos("site:RoundNut"), c["target_pos"])
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "obj_height", "heightTarget", "maxPlacingDist")  # set by a V1 env's reset only
+
+    def reward_v1(self, obs, action, kin, c):
+        """Reach the handle, lift the nut (pick), bring it over the peg in xy (place), then down (placingDistFinal)."""
+        grasp, obj, goal, finger = obs[OBS_OBJ1_POS], kin.pos("body:RoundNut"), c["target_pos"], tcp_center(kin)
+        height_target, obj_height = c["heightTarget"], c["obj_height"]
+        reach_dist = jnp.linalg.norm(grasp - finger)
+        placing_dist = jnp.linalg.norm(obj[:2] - goal[:2])
+        placing_final = jnp.abs(obj[2] - obj_height)
+        reach = rewards.v1_reach(grasp, finger, c["init_tcp"][-1], action, xy_radius=0.04, z_scale=1.0, grip_radius=0.04)
+        pick_completed = (obj[2] >= height_target - 0.01) & (reach_dist < 0.03)
+        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
+        place_completed = (jnp.abs(obj[0] - goal[0]) < 0.03) & (jnp.abs(obj[1] - goal[1]) < 0.03)
+        held = (reach_dist < 0.04) & (obj[2] > obj_height + 0.005)
+        pick = jnp.where(place_completed | (pick_completed & ~dropped), 100 * height_target,
+                         jnp.where(held, 100 * jnp.minimum(height_target, obj[2]), 0.0))
+        place = rewards.v1_progress(placing_dist, c["maxPlacingDist"])
+        down = 2000 * (height_target - placing_final) + 2000 * (
+            jnp.exp(-(placing_final**2) / 0.003) + jnp.exp(-(placing_final**2) / 0.0003)
+        )
+        place = jnp.maximum(place + jnp.where(place_completed, down, 0.0), 0.0)
+        cond = place_completed | (pick_completed & (reach_dist < 0.04) & ~dropped)
+        return reach + pick + jnp.where(cond, place, 0.0)
 
 
 TASKS = (Assembly(),)

@@ -17,7 +17,8 @@ The V1 reward (``reward_function_version="v1"``, the ``else:`` branch of each of
    and exist only in an env built with ``reward_version="v1"`` (V2 states keep their shape).
 2. ``reward_v1(obs, action, kin, c)``: the V1 branch line by line, every Python ``if`` on a
    traced value as ``jnp.where``; ``self._get_site_pos(name)`` is ``kin.pos("site:<name>")``
-   (add the frame to ``frames``), ``fingerCOM`` is ``tcp_center(kin)``; shared V1 shaping terms
+   (a frame only V1 reads goes in ``frames_v1``, so V2 models keep their sensors), ``fingerCOM``
+   is ``tcp_center(kin)``; shared V1 shaping terms
    are in ``envs.rewards`` (``v1_progress``, ``v1_reach``). Return the reward only: success and
    the info dict stay ``evaluate``'s in both versions. A task that subclasses another task (not
    a shared base) defines its own ``reward_v1``: an inherited one does not count (``has_v1``).
@@ -68,6 +69,7 @@ def tcp_center(kin: Kinematics) -> jax.Array:
 class Task:
     name: str = ""
     frames: tuple[str, ...] = ()
+    frames_v1: tuple[str, ...] = ()  # frames only the V1 reward reads (sensed in V1 envs only)
     max_path_length: int = MAX_PATH_LENGTH
 
     def constants(self, env) -> dict[str, np.ndarray]:

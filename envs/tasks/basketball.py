@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.pick_place import v1_pick_place_reward
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.08
@@ -53,6 +54,13 @@ class Basketball(Task):
             (target_to_obj <= TARGET_RADIUS).astype(jnp.float32), (tcp_to_obj <= 0.05).astype(jnp.float32), grasp,
             object_grasped, in_place, target_to_obj, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: pick-place's, line for line."""
+        return v1_pick_place_reward(obs, action, kin, c)
 
 
 TASKS = (Basketball(),)

@@ -8,7 +8,7 @@ import numpy as np
 
 from envs import rewards
 from envs.control import MOCAP_QUAT
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_HAND, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05  # base class SawyerXYZEnv.TARGET_RADIUS
@@ -81,6 +81,31 @@ class BinPicking(Task):
             (target_to_obj <= 0.05).astype(jnp.float32), near_object, grasp_success, object_grasped, in_place,
             target_to_obj, reward,
         )
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Pick the cube, carry it over the target bin; once it is in the bin (placeCompleted) the reward is only
+        -200 action[-1] (open the gripper) + the placing term."""
+        obj, goal, finger = obs[OBS_OBJ1_POS], c["target_pos"], tcp_center(kin)
+        height_target, obj_height = c["heightTarget"], c["objHeight"]
+        reach_dist = jnp.linalg.norm(obj - finger)
+        placing_dist = jnp.linalg.norm(obj[:2] - goal[:2])
+        reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.06, z_scale=1.0, grip_radius=0.05)
+        pick_completed = obj[2] >= height_target - 0.01
+        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
+        over_bin = (jnp.abs(obj[0] - goal[0]) < 0.05) & (jnp.abs(obj[1] - goal[1]) < 0.05)
+        place_completed = over_bin & (obj[2] < obj_height + 0.05)
+        held = (reach_dist < 0.1) & (obj[2] > obj_height + 0.005)
+        pick = jnp.where(place_completed | (pick_completed & ~dropped), 100 * height_target,
+                         jnp.where(held, 100 * jnp.minimum(height_target, obj[2]), 0.0))
+        place = jnp.maximum(rewards.v1_progress(placing_dist, c["maxPlacingDist"]), 0.0)
+        release = -200 * action[-1] + place
+        cond = pick_completed & (reach_dist < 0.1) & ~dropped
+        carried = reach + pick + jnp.where(cond, jnp.where(over_bin, release, place), 0.0)
+        return jnp.where(place_completed, release, carried)
 
 
 TASKS = (BinPicking(),)

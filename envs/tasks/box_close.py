@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info
+from envs.tasks.base import Task, info, read_attrs
+from envs.tasks.pick_place import v1_pick_place_reward
 from envs.types import OBS_HAND, OBS_OBJ1_POS, OBS_OBJ1_QUAT
 
 
@@ -51,6 +52,13 @@ class BoxClose(Task):
         reward = jnp.where(success, 10.0, reward)
         reward = reward * reward_quat
         return reward, info(success, ready_to_lift, reward_grab >= 0.5, reward_grab, lifted, 0.0, reward)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: pick-place's, line for line."""
+        return v1_pick_place_reward(obs, action, kin, c)
 
 
 TASKS = (BoxClose(),)

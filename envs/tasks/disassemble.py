@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from envs import rewards
 from envs.tasks.assembly import RoundNutTask
+from envs.tasks.base import read_attrs, tcp_center
 from envs.types import OBS_OBJ1_POS
 
 
@@ -26,6 +28,28 @@ class Disassemble(RoundNutTask):
         in_place = _reward_pos(kin.pos("site:RoundNut"), c["target_pos"])
         success = obs[OBS_OBJ1_POS][2] > c["target_pos"][2]  # the handle's z (obs, not the nut centre) above the goal height
         return in_place, success
+
+
+    def constants_v1(self, env):
+        return {**read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist"),
+                "peg_pos": np.array(env.model.body("peg").pos, np.float64)}
+
+    def reward_v1(self, obs, action, kin, c):
+        """Lift the nut off the peg; once it is more than 5 cm off the peg in x or y, the pick term alone (100 heightTarget)."""
+        obj, finger, nut, peg = obs[OBS_OBJ1_POS], tcp_center(kin), kin.pos("body:RoundNut"), c["peg_pos"]
+        height_target, obj_height = c["heightTarget"], c["objHeight"]
+        reach_dist = jnp.linalg.norm(obj - finger)
+        placing_dist = jnp.linalg.norm(obj - c["target_pos"])
+        reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.04, z_scale=2.0, grip_radius=0.04)
+        pick_completed = (obj[2] >= height_target - 0.01) & (reach_dist < 0.04)
+        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
+        held = (reach_dist < 0.04) & (obj[2] > obj_height + 0.005)
+        pick = jnp.where(pick_completed & ~dropped, 100 * height_target,
+                         jnp.where(held, 100 * jnp.minimum(height_target, obj[2]), 0.0))
+        place = jnp.maximum(rewards.v1_progress(placing_dist, c["maxPlacingDist"]), 0.0)
+        place = jnp.where(pick_completed & (reach_dist < 0.03) & ~dropped, place, 0.0)
+        off_peg = (jnp.abs(nut[0] - peg[0]) > 0.05) | (jnp.abs(nut[1] - peg[1]) > 0.05)
+        return jnp.where(off_peg, 0.0, reach) + jnp.where(off_peg, 100 * height_target, pick) + place
 
 
 TASKS = (Disassemble(),)

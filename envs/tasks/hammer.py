@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_HAND, OBS_OBJ1_POS, OBS_OBJ1_QUAT
 
 HAMMER_HANDLE_LENGTH = 0.14
@@ -23,6 +23,7 @@ def _reward_pos(hammer_head, target_pos):
 class Hammer(Task):
     name = "hammer"
     frames = ("body:hammer", "body:nail_link")
+    frames_v1 = ("geom:HammerHead", "site:nailHead")
 
     def constants(self, env):
         m = env.model
@@ -54,6 +55,30 @@ class Hammer(Task):
         reward = jnp.where(success & (reward > 5.0), 10.0, reward)
         # official info: near_object is reward_quat (compute_reward's 3rd return value)
         return reward, info(success, reward_quat, reward_grab >= 0.5, reward_grab, reward_in_place, 0.0, reward)
+
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "hammerHeight", "maxHammerDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Pick the hammer up, then bring its head to the nail and the nail to the goal in y."""
+        hammer, finger, nail = obs[OBS_OBJ1_POS], tcp_center(kin), kin.pos("site:nailHead")
+        height_target, hammer_height = c["heightTarget"], c["hammerHeight"]
+        hammer_dist = jnp.linalg.norm(nail - kin.pos("geom:HammerHead"))
+        screw_dist = jnp.abs(nail[1] - c["target_pos"][1])
+        reach_dist = jnp.linalg.norm(hammer - finger)
+        reach = jnp.where(reach_dist < 0.05, -reach_dist + jnp.maximum(action[-1], 0.0) / 50, -reach_dist)
+        pick_completed = hammer[2] >= height_target - 0.01
+        dropped = (hammer[2] < hammer_height + 0.005) & (hammer_dist > 0.02) & (reach_dist > 0.02)
+        held = (reach_dist < 0.1) & (hammer[2] > hammer_height + 0.005)
+        pick = jnp.where(pick_completed & ~dropped, 100 * height_target,
+                         jnp.where(held, 100 * jnp.minimum(height_target, hammer[2]), 0.0))
+        d = hammer_dist + screw_dist
+        hammer_rew = 1000 * (c["maxHammerDist"] - hammer_dist - screw_dist) + 1000 * (
+            jnp.exp(-(d**2) / 0.01) + jnp.exp(-(d**2) / 0.001)
+        )
+        cond = pick_completed & (reach_dist < 0.1) & ~dropped
+        return reach + pick + jnp.where(cond, jnp.maximum(hammer_rew, 0.0), 0.0)
 
 
 TASKS = (Hammer(),)

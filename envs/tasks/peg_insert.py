@@ -61,23 +61,14 @@ class PegInsertSide(Task):
         return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
 
     def reward_v1(self, obs, action, kin, c):
-        obj, goal, height_target, obj_height = obs[OBS_OBJ1_POS], c["target_pos"], c["heightTarget"], c["objHeight"]
-        finger = tcp_center(kin)
-        reach_dist = jnp.linalg.norm(obj - finger)
+        obj, goal, finger = obs[OBS_OBJ1_POS], c["target_pos"], tcp_center(kin)
         placing_dist_head = jnp.linalg.norm(kin.pos("site:pegHead") - goal)
         placing_dist = jnp.linalg.norm(obj - goal)
         reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.05, z_scale=1.0, grip_radius=0.05)
-        pick_completed = obj[2] >= height_target - 0.01
-        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
-        pick = jnp.where(
-            pick_completed & ~dropped, 100 * height_target,
-            jnp.where((reach_dist < 0.1) & (obj[2] > obj_height + 0.005), 100 * jnp.minimum(height_target, obj[2]), 0.0),
-        )
-        cond = pick_completed & (reach_dist < 0.1) & ~dropped
         # placing term on the peg's grasp point once its head is within 5 cm of the goal, else on the head
         place_dist = jnp.where(placing_dist_head <= 0.05, placing_dist, placing_dist_head)
-        place = jnp.where(cond, jnp.maximum(rewards.v1_progress(place_dist, c["maxPlacingDist"]), 0.0), 0.0)
-        return reach + pick + place
+        return rewards.v1_pick_place(reach, jnp.linalg.norm(obj - finger), obj[2], placing_dist, c["heightTarget"],
+                                     c["objHeight"], c["maxPlacingDist"], progress_dist=place_dist)
 
 
 TASKS = (PegInsertSide(),)

@@ -64,20 +64,15 @@ class PickPlace(Task):
         return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
 
     def reward_v1(self, obs, action, kin, c):
-        obj, goal, height_target, obj_height = obs[OBS_OBJ1_POS], c["target_pos"], c["heightTarget"], c["objHeight"]
-        finger = tcp_center(kin)
-        reach_dist = jnp.linalg.norm(obj - finger)
-        placing_dist = jnp.linalg.norm(obj - goal)
-        reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.05, z_scale=2.0, grip_radius=0.05)
-        pick_completed = obj[2] >= height_target - 0.01
-        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
-        pick = jnp.where(
-            pick_completed & ~dropped, 100 * height_target,
-            jnp.where((reach_dist < 0.1) & (obj[2] > obj_height + 0.005), 100 * jnp.minimum(height_target, obj[2]), 0.0),
-        )
-        cond = pick_completed & (reach_dist < 0.1) & ~dropped
-        place = jnp.where(cond, jnp.maximum(rewards.v1_progress(placing_dist, c["maxPlacingDist"]), 0.0), 0.0)
-        return reach + pick + place
+        return v1_pick_place_reward(obs, action, kin, c)
+
+
+def v1_pick_place_reward(obs, action, kin, c):
+    """pick-place's V1 reward (box-close's and basketball's too, line for line)."""
+    obj, finger = obs[OBS_OBJ1_POS], tcp_center(kin)
+    reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.05, z_scale=2.0, grip_radius=0.05)
+    return rewards.v1_pick_place(reach, jnp.linalg.norm(obj - finger), obj[2], jnp.linalg.norm(obj - c["target_pos"]),
+                                 c["heightTarget"], c["objHeight"], c["maxPlacingDist"])
 
 
 TASKS = (PickPlace(),)
