@@ -51,6 +51,12 @@ parity: install  ## make parity TASKS=mt10 [EPISODES=20] [SEED=0] [IMPL=mujoco] 
 bench: install  ## make bench [QUICK=1] [IMPL=mujoco|warp] [PER_TASK=N] [BENCH_JSON=docs/bench/<quick|full>.json (+ .md table, .png scaling plot)]
 	$(PY) -m experiments.bench $(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) --json $(or $(BENCH_JSON),docs/bench/$(if $(QUICK),quick,full).json) $(if $(PER_TASK),--per-task $(PER_TASK),) --impl $(IMPL)
 
+gpu-check: install-gpu  ## on an NVIDIA GPU: device, warp MT10 parity, env-only bench, loop, time-boxed training -> runs/gpu_check/gpu_check.{json,md} [ARGS=--tiny]
+	$(PY) -m experiments.gpu_check $(ARGS)
+
+gpu-bundle: install  ## wheels + task tables for an offline GPU machine, in parts of PART_MIB (60) MiB [HAVE=its package list] [PYVER=3.12]
+	$(PY) -m experiments.gpu_bundle --part-mib $(or $(PART_MIB),60) --python-version $(or $(PYVER),3.12) $(if $(HAVE),--have $(HAVE),)
+
 sweep: install  ## make sweep SWEEP=experiments/sweeps/<name>.yaml [COUNT=N] [LOCAL=1]: wandb sweep + agent (local runs without WANDB_API_KEY or with LOCAL=1)
 	$(PY) -m experiments.sweep $(if $(or $(LOCAL),$(if $(WANDB_API_KEY),,1)),local,wandb) $(SWEEP) $(if $(COUNT),--count $(COUNT),)
 
