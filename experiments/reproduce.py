@@ -212,7 +212,7 @@ def make_plan(table: Table, seeds: int, budget: float, extra: Sequence[str] = ()
 
 def _error_line(log_text: str, code: int) -> str:
     """The trainer's `error: ...` line, else the last line of its output, with how it ended."""
-    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    lines = [line.strip() for line in log_text.splitlines() if line.strip() and not line.startswith("=== ")]
     errors = [line for line in lines if line.startswith("error:")]
     if errors:
         return errors[-1].removeprefix("error:").strip()
@@ -265,6 +265,8 @@ class Launcher:
         state, error = runs.run_state(spec.out, spec.target_env_steps)
         if code == 3:
             state, error = runs.DIVERGED, _error_line(session, code)
+        elif self.stop.is_set() and code in (0, -signal.SIGTERM, -signal.SIGINT) and state != runs.DONE:
+            state, error = runs.STOPPED, None  # stopped on request (before its handler was up, a signal ends it at once)
         elif code != 0:
             state, error = runs.FAILED, _error_line(session, code)
         elif state != runs.DONE:
@@ -590,20 +592,19 @@ def main(argv: Sequence[str] | None = None, *, tables: dict[str, Table] = TABLES
             log(shlex.join([*trainer, *spec.argv]))
         return 0
     launcher = Launcher(trainer, log)
-    if not args.report_only:
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, launcher.request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
-        try:
-            run_plan(plan, launcher, args.jobs, args.retry_diverged)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, launcher.request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
+        if not args.report_only:
+            run_plan(plan, launcher, args.jobs, args.retry_diverged)
         doc = write_report(plan, args.reps, args.bootstrap_seed, args.wandb_project if args.wandb else None, log,
                            command=shlex.join(["python", "-m", "experiments.reproduce", *argv]))
     except ReproduceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if launcher.stop.is_set():
         return 130
     return 0 if all(run["state"] == runs.DONE for r in doc["results"] for run in r["runs"]) else 1

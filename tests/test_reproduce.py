@@ -150,16 +150,18 @@ def test_plan_names_runs_and_scales_steps_by_the_budget():
     (["--table", "mt10", "--seeds", "1", "--envs-per-task", "8"], "unrecognized arguments: --envs-per-task 8 (train flags go after --)"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
-    assert reproduce.main(argv) == 2
+    assert reproduce.main(["--dry-run", *argv]) == 2  # --dry-run: nothing trains even if the input were accepted
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_a_flag_the_trainer_refuses_names_what_the_table_needs(capsys):
-    table = reproduce.Table("v1", "t", FAKE_TABLE.rows, flags=("--reward-version", "v1"), needs="V1 rewards (--reward-version v1)")
-    assert reproduce.main(["--table", "v1", "--seeds", "1"], tables={"v1": table}, task_catalog=CATALOG) == 2
+def test_a_flag_the_trainer_refuses_names_what_the_table_needs(tmp_path, capsys):
+    table = reproduce.Table("v9", "t", FAKE_TABLE.rows, flags=("--reward-version-9", "x"), needs="V9 rewards (--reward-version-9 x)")
+    argv = ["--table", "v9", "--seeds", "1", "--root", str(tmp_path), "--dry-run"]  # never trains, whatever happens
+    assert reproduce.main(argv, tables={"v9": table}, task_catalog=CATALOG) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: table v1 needs V1 rewards (--reward-version v1), which this toppo_jax.train does not accept yet")
+    assert err.startswith("error: table v9 needs V9 rewards (--reward-version-9 x), which this toppo_jax.train does not accept yet")
+    assert "--reward-version-9" in err and err.count("\n") == 1
     # The real mt50-v1: planned once the trainer has the flag, until then the same one error.
     try:
         plan = reproduce.make_plan(reproduce.TABLES["mt50-v1"], 1, 1.0)
