@@ -1,0 +1,382 @@
+"""The collision diet of the MJX ``jax`` backend: which geom pairs may collide, per task, derived
+from official Meta-World episodes (issue 19; docs/port.md, "MJX jax backend").
+
+    python -m envs.diet --tasks mt10                 # survey official episodes, write envs/diet.json
+    python -m envs.diet --tasks reach,push --check   # coverage: fresh episodes, contacts outside the table
+
+MJX JAX tests every candidate geom pair at every substep with a fixed-size, branch-free program, so
+its cost and compile time grow with the candidate pairs, and the arm and hand meshes (thousands of
+vertices) dominate both. Meta-World's episodes touch few of the pairs its models allow. The diet:
+
+1. **Survey** (``survey``): official episodes on the official env (``metaworld``, C MuJoCo), one
+   episode per goal: the scripted expert on ``EXPERT_GOALS`` goals, the expert with Gaussian action
+   noise, and uniform random actions; every geom pair in ``data.contact`` after every physics
+   substep (``frame_skip`` per control step) is recorded with how many substeps it was seen. Goals
+   are the first goals of the official ``MT50(seed 0)`` table; noise and random actions come from
+   seeded generators, so the table is reproducible by one command.
+2. **Allowed pairs**: exactly the pairs seen. ``diet_model`` lets only those collide, by
+   contype/conaffinity bits (one bit per geom of a vertex cover of the allowed pairs), so MuJoCo's
+   own contact parameter mixing, body filtering and excludes apply unchanged.
+3. **Replacements**: where a kept pair has a geom MJX JAX has no collision function for (a cylinder
+   against a box or mesh) or a mesh larger than ``MAX_MESH_VERTS`` vertices, that geom becomes a box
+   fitted to it (a cylinder's circumscribed box; a mesh's bounding box in its own frame). Masses and
+   inertias are the compiled official ones (a geom's shape is changed after compilation).
+4. **Margins**: MJX JAX has no margin on mesh pairs; where a kept pair involves a mesh, the margins
+   (and gaps) of its two geoms become 0 (the gripper pads' official 0.001).
+
+Solver options stay official. The table (``envs/diet.json``) holds, per task, the kept pairs with
+their substep counts by episode kind, the replaced geoms with their fitted sizes, the zeroed margins
+and the episodes that produced it. ``--check`` runs fresh official episodes (other goals, other
+noise seeds) and reports every contact outside the table (exit status 1 if any).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import sys
+import time
+import warnings
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+DIET_PATH = Path(__file__).with_name("diet.json")
+SURVEY_BENCHMARK, SURVEY_SEED = "MT50", 0  # the goal table the survey draws its goals from
+EXPERT_GOALS = tuple(range(16))  # goal indices of the expert episodes
+NOISY = ((0.1, (16, 17, 18, 19)), (0.5, (20, 21, 22, 23)))  # (action noise sigma, goal indices)
+RANDOM_GOALS = (24, 25, 26, 27)  # uniform random actions
+SURVEY_NOISE_SEED = 0
+# Coverage check: other goals of the same table, other noise draws.
+CHECK_EXPERT_GOALS = (40, 41, 42, 43)
+CHECK_NOISY = ((0.3, (44, 45)),)
+CHECK_RANDOM_GOALS = (46,)
+CHECK_NOISE_SEED = 1
+MAX_MESH_VERTS = 200  # a kept mesh with more vertices (the hand's 6,693) becomes its fitted box
+EPISODE_STEPS = 500
+
+_MESH = int(mujoco.mjtGeom.mjGEOM_MESH)
+_BOX = int(mujoco.mjtGeom.mjGEOM_BOX)
+_CYLINDER = int(mujoco.mjtGeom.mjGEOM_CYLINDER)
+_PLANE = int(mujoco.mjtGeom.mjGEOM_PLANE)
+
+
+class NoDietError(RuntimeError):
+    """A task has no entry in the diet table (``envs/diet.json``)."""
+
+
+# ---- geom names ------------------------------------------------------------------------------
+def geom_label(m: mujoco.MjModel, g: int) -> str:
+    """A geom's stable name: its own, else '<body>#<index among the body's geoms>'."""
+    name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g)
+    if name:
+        return name
+    body = int(m.geom_bodyid[g])
+    return f"{_body_name(m, body)}#{g - int(m.body_geomadr[body])}"
+
+
+def _body_name(m: mujoco.MjModel, b: int) -> str:
+    # unnamed bodies by id (``envs.assets.task_model`` names them '_body<id>' in the port's model)
+    name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
+    return name if name and name != f"_body{b}" else f"body{b}"
+
+
+def geom_id(m: mujoco.MjModel, label: str) -> int:
+    """Inverse of ``geom_label``."""
+    g = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, label)
+    if g >= 0:
+        return g
+    body, _, k = label.rpartition("#")
+    b = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, body)
+    if b < 0 and body.startswith("body") and body[4:].isdigit() and int(body[4:]) < m.nbody:
+        b = int(body[4:]) if _body_name(m, int(body[4:])) == body else -1  # an unnamed body, by id
+    if b < 0 or not k.isdigit() or int(k) >= m.body_geomnum[b]:
+        raise KeyError(f"no geom '{label}' in the model")
+    return int(m.body_geomadr[b]) + int(k)
+
+
+def pair_key(m: mujoco.MjModel, g1: int, g2: int) -> tuple[str, str]:
+    return tuple(sorted((geom_label(m, int(g1)), geom_label(m, int(g2)))))
+
+
+def candidate_pairs(m: mujoco.MjModel) -> set[tuple[int, int]]:
+    """The geom pairs MJX tests for collision (contype/conaffinity, body filter, excludes, <pair>)."""
+    from mujoco.mjx._src import collision_driver
+
+    return {tuple(sorted((int(g1), int(g2)))) for g1, g2, _ in collision_driver.geom_pairs(m)}
+
+
+# ---- the survey ------------------------------------------------------------------------------
+def episode_plan(expert_goals, noisy, random_goals) -> list[dict]:
+    plan = [{"kind": "expert", "goal": int(g), "sigma": 0.0} for g in expert_goals]
+    plan += [{"kind": "noisy", "goal": int(g), "sigma": float(s)} for s, goals in noisy for g in goals]
+    plan += [{"kind": "random", "goal": int(g), "sigma": None} for g in random_goals]
+    return plan
+
+
+def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_STEPS) -> tuple[dict, mujoco.MjModel]:
+    """Official episodes of ``plan`` -> ({(label1, label2): {kind: substeps seen}}, official model).
+
+    Every physics substep is recorded: the official ``mj_step(nstep=frame_skip)`` is run as
+    ``frame_skip`` single steps (the same arithmetic) with ``data.contact`` read after each."""
+    from envs import assets
+    from envs.parity import expert
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = assets.official_class(task)()  # its own instance: its step is instrumented below
+    m, d = env.model, env.data
+    goals = assets.goal_table(SURVEY_BENCHMARK, SURVEY_SEED)[task]
+    seen: dict[tuple[int, int], Counter] = {}
+    kind_now = [""]
+
+    def record():
+        if d.ncon:
+            g = np.sort(d.contact.geom[: d.ncon], axis=1)
+            for g1, g2 in np.unique(g, axis=0):
+                seen.setdefault((int(g1), int(g2)), Counter())[kind_now[0]] += 1
+
+    def substeps(ctrl, n_frames):  # gymnasium MujocoEnv._step_mujoco_simulation, one substep at a time
+        d.ctrl[:] = ctrl
+        for _ in range(n_frames):
+            mujoco.mj_step(m, d)
+            record()
+        mujoco.mj_rnePostConstraint(m, d)
+
+    env._step_mujoco_simulation = substeps
+    rng = np.random.default_rng(noise_seed)
+    policy = expert(task)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for ep in plan:
+            kind_now[0] = ep["kind"]
+            env.set_task(assets.make_task_data(task, goals[ep["goal"]]))
+            obs, _ = env.reset()
+            for _ in range(steps):
+                if ep["kind"] == "random":
+                    a = rng.uniform(-1, 1, 4)
+                else:
+                    a = policy.get_action(obs) + ep["sigma"] * rng.standard_normal(4)
+                obs, _, _, trunc, _ = env.step(np.clip(a, -1, 1).astype(np.float32))
+                if trunc:
+                    break
+    out = {}
+    for (g1, g2), counts in seen.items():
+        out[pair_key(m, g1, g2)] = dict(sorted(counts.items()))
+    return dict(sorted(out.items())), m
+
+
+# ---- from pairs to edits ----------------------------------------------------------------------
+def _has_fn(t1: int, t2: int) -> bool:
+    from mujoco.mjx._src import collision_driver
+    from mujoco.mjx._src.types import GeomType
+
+    t1, t2 = sorted((t1, t2))
+    return collision_driver.has_collision_fn(GeomType(t1), GeomType(t2))
+
+
+def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    out = np.zeros(3)
+    mujoco.mju_rotVecQuat(out, np.asarray(v, np.float64), np.asarray(q, np.float64))
+    return out
+
+
+def plan_edits(m: mujoco.MjModel, pairs: list[tuple[str, str]]) -> tuple[dict, list[str]]:
+    """The replacements and zeroed margins a model needs for MJX JAX to collide exactly ``pairs``.
+
+    Returns ({label: {"was": ..., "type": "box", "size": [3], "pos": [3]}}, [labels whose margin and
+    gap become 0]). Sizes are fitted from the official model: a cylinder (radius r, half-height h)
+    -> box (r, r, h) at its own pose; a mesh -> its bounding box in the geom frame."""
+    ids = [(geom_id(m, a), geom_id(m, b)) for a, b in pairs]
+    replace: dict[int, dict] = {}
+    for g in sorted({g for p in ids for g in p}):
+        t = int(m.geom_type[g])
+        partners = [int(m.geom_type[b if a == g else a]) for a, b in ids if g in (a, b)]
+        if t == _CYLINDER and any(not _has_fn(t, u) for u in partners):
+            r, h = m.geom_size[g][:2]
+            replace[g] = {"was": f"cylinder r={r:.4g} h={h:.4g}", "type": "box",
+                          "size": [float(r), float(r), float(h)], "pos": [float(x) for x in m.geom_pos[g]]}
+        elif t == _MESH and m.mesh_vertnum[m.geom_dataid[g]] > MAX_MESH_VERTS:
+            center, half = m.geom_aabb[g][:3], m.geom_aabb[g][3:]
+            pos = m.geom_pos[g] + _quat_rotate(m.geom_quat[g], center)
+            replace[g] = {"was": f"mesh {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_MESH, m.geom_dataid[g])} "
+                                 f"({int(m.mesh_vertnum[m.geom_dataid[g]])} vertices)",
+                          "type": "box", "size": [float(x) for x in half], "pos": [float(x) for x in pos]}
+    types = {g: (_BOX if g in replace else int(m.geom_type[g])) for p in ids for g in p}
+    zero = set()
+    for a, b in ids:
+        if _MESH in (types[a], types[b]):
+            zero |= {g for g in (a, b) if m.geom_margin[g] > 0 or m.geom_gap[g] > 0}
+        if not _has_fn(types[a], types[b]):
+            raise NotImplementedError(f"no MJX JAX collision for kept pair {geom_label(m, a)}-{geom_label(m, b)} "
+                                      f"({mujoco.mjtGeom(types[a])}, {mujoco.mjtGeom(types[b])}) after the diet")
+    return ({geom_label(m, g): v for g, v in replace.items()}, sorted(geom_label(m, g) for g in zero))
+
+
+def _cover(pairs: list[tuple[int, int]]) -> list[int]:
+    """A small vertex cover of the pair graph (greedy: the geom in most uncovered pairs first; ties by id)."""
+    left, cover = set(pairs), []
+    while left:
+        deg = Counter(g for p in left for g in p)
+        g = min(deg, key=lambda k: (-deg[k], k))
+        cover.append(g)
+        left = {p for p in left if g not in p}
+    return cover
+
+
+def diet_model(model: mujoco.MjModel, entry: dict) -> tuple[mujoco.MjModel, tuple[str, ...]]:
+    """A copy of a task model on which exactly the table's pairs collide, with its replacements and
+    zeroed margins; returns the model and the edits in words. Raises if the result's candidate pairs
+    are not exactly the table's (a pair filtered by the model, a label that does not resolve)."""
+    m = copy.copy(model)
+    pairs = [tuple(sorted((geom_id(m, a), geom_id(m, b)))) for a, b in entry["pairs"]]
+    edits = []
+    for label, rep in entry["replace"].items():
+        g = geom_id(m, label)
+        size = np.asarray(rep["size"], np.float64)
+        m.geom_type[g] = _BOX
+        m.geom_dataid[g] = -1
+        m.geom_size[g] = size
+        m.geom_pos[g] = rep["pos"]
+        m.geom_rbound[g] = float(np.linalg.norm(size))
+        m.geom_aabb[g] = np.concatenate([np.zeros(3), size])
+        edits.append(f"{label}: {rep['was']} -> box {np.round(size, 4).tolist()}")
+    for label in entry["zero_margin"]:
+        g = geom_id(m, label)
+        edits.append(f"{label}: margin {m.geom_margin[g]:.4g} gap {m.geom_gap[g]:.4g} -> 0")
+        m.geom_margin[g] = m.geom_gap[g] = 0.0
+    cover = _cover(pairs)
+    if len(cover) > 31:
+        raise NotImplementedError(f"{len(cover)} geoms cover the allowed pairs: more than the 31 contype bits")
+    bit = {g: 1 << i for i, g in enumerate(cover)}
+    m.geom_contype[:] = 0
+    m.geom_conaffinity[:] = 0
+    for g, b in bit.items():
+        m.geom_conaffinity[g] = b
+    for a, b in pairs:
+        src, dst = (a, b) if b in bit else (b, a)
+        m.geom_contype[src] |= bit[dst]
+    got = candidate_pairs(m)
+    if got != set(pairs):
+        extra = sorted(pair_key(m, *p) for p in got - set(pairs))
+        missing = sorted(pair_key(m, *p) for p in set(pairs) - got)
+        raise RuntimeError(f"diet of {entry.get('task', '?')}: candidate pairs differ from the table "
+                           f"(extra {extra}, missing {missing})")
+    edits.append(f"{len(pairs)} allowed geom pairs of {entry['candidate_pairs']} (contype/conaffinity bits)")
+    return m, tuple(edits)
+
+
+# ---- the table ---------------------------------------------------------------------------------
+def load_table(path: Path = DIET_PATH) -> dict:
+    if not path.exists():
+        return {}
+    with open(path) as f:
+        return json.load(f)["tasks"]
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> dict:
+    return load_table()
+
+
+def entry(task: str) -> dict:
+    """A task's diet (``envs/diet.json``); NoDietError naming the task and the tasks that have one."""
+    table = _table()
+    if task not in table:
+        raise NoDietError(f"impl='jax': task '{task}' has no collision diet yet (envs/diet.json has "
+                          f"{', '.join(sorted(table)) or 'none'}); make one with `python -m envs.diet --tasks {task}`")
+    return table[task]
+
+
+def build_entry(task: str, log=print) -> dict:
+    """Survey a task and derive its table entry."""
+    t0 = time.perf_counter()
+    plan = episode_plan(EXPERT_GOALS, NOISY, RANDOM_GOALS)
+    seen, m = survey(task, plan, SURVEY_NOISE_SEED)
+    pairs = list(seen)
+    replace, zero = plan_edits(m, pairs)
+    cand = candidate_pairs(m)
+    collidable = {g for p in cand for g in p}
+    kept = {g for p in pairs for g in p}
+    out = {
+        "task": task,
+        "pairs": [list(p) for p in pairs],
+        "substeps_seen": {f"{a} / {b}": c for (a, b), c in seen.items()},
+        "replace": replace,
+        "zero_margin": zero,
+        "collidable_geoms": len(collidable),
+        "kept_geoms": len(kept),
+        "candidate_pairs": len(cand),
+        "episodes": {"benchmark": SURVEY_BENCHMARK, "seed": SURVEY_SEED, "noise_seed": SURVEY_NOISE_SEED,
+                     "steps": EPISODE_STEPS, "plan": plan},
+    }
+    unknown = [p for p in pairs if tuple(sorted((geom_id(m, p[0]), geom_id(m, p[1])))) not in cand]
+    if unknown:
+        raise RuntimeError(f"{task}: contacts outside MJX's candidate pairs: {unknown}")
+    log(f"{task:28s} geoms {len(collidable):3d} -> {len(kept):2d}  pairs {len(cand):4d} -> {len(pairs):3d}  "
+        f"replaced {len(replace)}  margins 0: {len(zero)}  ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def write_table(entries: dict, path: Path = DIET_PATH) -> None:
+    table = load_table(path)
+    table.update(entries)
+    doc = {"about": "MJX jax collision diet per task; made by `python -m envs.diet --tasks ...` (envs/diet.py)",
+           "versions": {"metaworld": version("metaworld"), "mujoco": mujoco.__version__},
+           "tasks": dict(sorted(table.items()))}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
+def coverage(task: str, expert_goals=CHECK_EXPERT_GOALS, noisy=CHECK_NOISY, random_goals=CHECK_RANDOM_GOALS,
+             noise_seed: int = CHECK_NOISE_SEED, steps: int = EPISODE_STEPS) -> dict:
+    """Fresh official episodes -> {"outside": {pair: substeps by kind}, "seen": n pairs, "episodes": plan}."""
+    allowed = {tuple(p) for p in entry(task)["pairs"]}
+    plan = episode_plan(expert_goals, noisy, random_goals)
+    seen, _ = survey(task, plan, noise_seed, steps)
+    outside = {f"{a} / {b}": c for (a, b), c in seen.items() if (a, b) not in allowed}
+    return {"outside": outside, "seen": len(seen), "episodes": plan}
+
+
+def main(argv=None) -> int:
+    from envs.registry import UnknownTaskError, resolve_tasks
+
+    p = argparse.ArgumentParser(prog="python -m envs.diet", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", required=True, help="mt10, mt50, or comma-separated task names")
+    p.add_argument("--check", action="store_true", help="coverage check on fresh episodes instead of a survey")
+    p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey)")
+    args = p.parse_args(argv)
+    try:
+        tasks = resolve_tasks(args.tasks)
+    except UnknownTaskError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        bad = 0
+        for task in tasks:
+            t0 = time.perf_counter()
+            try:
+                res = coverage(task)
+            except NoDietError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            bad += bool(res["outside"])
+            print(f"{task:28s} pairs seen {res['seen']:3d}  outside the diet {len(res['outside'])}"
+                  f"{'  ' + '; '.join(f'{k} {v}' for k, v in res['outside'].items()) if res['outside'] else ''}"
+                  f"  ({time.perf_counter() - t0:.0f} s)")
+        return 1 if bad else 0
+    entries = {}
+    for task in tasks:
+        entries[task] = build_entry(task)
+        write_table({task: entries[task]}, Path(args.out))  # one task at a time: a long run keeps what it made
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
