@@ -1,7 +1,7 @@
 """``make gpu-bundle`` (``python -m experiments.gpu_bundle``): what an offline GPU machine needs for the check.
 
     python -m experiments.gpu_bundle [--have experiments/gpu_targets/nvidia-h200.txt] [--python-version 3.12]
-                                     [--part-mib 60] [--tasks mt10,mt50] [--out .cache/gpu_bundle/py3.12]
+                                     [--part-mib 60] [--tasks mt10 --tasks mt50] [--out .cache/gpu_bundle/py3.12]
 
 The target (a cluster node, the workplace's H200) has no network, a Python whose own jax runs on its
 GPU (any CUDA jax: it is never replaced), flax, optax, chex, orbax-checkpoint and rich, and takes at
@@ -264,7 +264,7 @@ def build(args, log=print) -> dict:
         else:
             shutil.copy2(src, dst)
         w["bundled_bytes"] = dst.stat().st_size
-    tables = table_files(args.tasks.split(","), args.seed, log)
+    tables = table_files(args.tasks, args.seed, log)
     for t in tables:
         shutil.copy2(t, stage / "toppo_cache" / t.name)
     manifest = {
@@ -302,7 +302,8 @@ def main(argv=None) -> int:
                    help="the target's installed package names (default: the workplace's nvidia-h200 image)")
     p.add_argument("--python-version", default="3.12", help="the target's Python (major.minor)")
     p.add_argument("--part-mib", type=float, default=60.0, help="largest part in MiB (one transfer)")
-    p.add_argument("--tasks", default="mt10,mt50", help="comma-separated task sets whose tables the check reads")
+    p.add_argument("--tasks", action="append", default=None,
+                   help="a task set whose tables the check reads (mt10, mt50, reach,push...); repeat for more (default: mt10 and mt50)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="default: .cache/gpu_bundle/py<version> (git-ignored)")
     p.add_argument("--wheel-dir", default=None, help="downloaded wheels are kept and reused here (default: .cache/gpu_bundle/wheels-py<version>)")
@@ -312,6 +313,7 @@ def main(argv=None) -> int:
         p.error(f"--part-mib must be positive, got {args.part_mib}")
     if not re.fullmatch(r"3\.\d+", args.python_version):
         p.error(f"--python-version must be major.minor like 3.12, got {args.python_version!r}")
+    args.tasks = args.tasks or ["mt10", "mt50"]
     args.out = args.out or str(ROOT / ".cache" / "gpu_bundle" / f"py{args.python_version}")
     build(args)
     return 0

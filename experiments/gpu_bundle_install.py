@@ -94,7 +94,9 @@ class Chain(io.RawIOBase):
             self.f = None
 
 
-def install(parts_dir: Path, target: Path, python: str = sys.executable, log=print) -> dict:
+def install(parts_dir: Path, target: Path, python: str = sys.executable, no_site: bool = False, log=print) -> dict:
+    """Check, reassemble and install with this interpreter's pip; check the imports under `python`
+    (with -S when `no_site`: only PYTHONPATH and the standard library)."""
     parts, digest = check_parts(parts_dir)
     if target.exists() and any(target.iterdir()):
         raise BundleError(f"target {target} is not empty")
@@ -108,7 +110,7 @@ def install(parts_dir: Path, target: Path, python: str = sys.executable, log=pri
     manifest = json.loads((staging / "manifest.json").read_text())
     wheels = sorted(glob.glob(str(staging / "wheels" / "*.whl")))
     log(f"installing {len(wheels)} wheels into {target / 'site'}")
-    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
            "--disable-pip-version-check", "--target", str(target / "site"), *wheels]  # fmt: skip
     done = subprocess.run(pip, capture_output=True, text=True)
     if done.returncode != 0:
@@ -116,18 +118,18 @@ def install(parts_dir: Path, target: Path, python: str = sys.executable, log=pri
     shutil.move(str(staging / "toppo_cache"), str(target / "toppo_cache"))
     shutil.move(str(staging / "manifest.json"), str(target / "manifest.json"))
     shutil.rmtree(staging)
-    missing = check_imports(target / "site", python)
+    missing = check_imports(target / "site", python, no_site)
     if missing:
         raise BundleError("installed, but these cannot be imported with PYTHONPATH=" + str(target / "site") + ": " + "; ".join(missing))
     return manifest
 
 
-def check_imports(site: Path, python: str) -> list[str]:
+def check_imports(site: Path, python: str, no_site: bool = False) -> list[str]:
     """Modules of IMPORTS that fail to import under `python` with `site` first on the path."""
     code = ("import importlib, json, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n        importlib.import_module(m)\n"
             "    except Exception as e:\n        bad.append(f'{m}: {type(e).__name__}: {e}')\nprint(json.dumps(bad))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    flags = ["-S"] if sys.flags.no_site else []
+    flags = ["-S"] if no_site or sys.flags.no_site else []
     done = subprocess.run([python, *flags, "-c", code, *IMPORTS], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return [f"import check crashed: {done.stderr.strip()[-500:]}"]
@@ -138,10 +140,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 install.py", description=__doc__.split("\n\n")[0])
     p.add_argument("target", help="empty folder to install into (site/, toppo_cache/, manifest.json)")
     p.add_argument("--parts", default=str(Path(__file__).resolve().parent), help="folder with the parts and SHA256SUMS (default: this file's)")
+    p.add_argument("--python", default=sys.executable, help="the interpreter that will run the check (import check; default: this one)")
+    p.add_argument("--no-site", action="store_true", help="import check with python -S (only PYTHONPATH and the standard library)")
     args = p.parse_args(argv)
     target = Path(args.target).resolve()
     try:
-        manifest = install(Path(args.parts), target)
+        manifest = install(Path(args.parts), target, args.python, args.no_site)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
