@@ -143,6 +143,7 @@ class Plan:
     runs: tuple[RunSpec, ...]
     tasks: dict[str, tuple[str, ...]]  # row -> its tasks
     steps: dict[str, int]  # row -> env steps per run
+    eval_episodes: dict[str, int]  # row -> evaluation episodes per task (one goal each)
 
 
 def default_root(table: str, budget: float) -> Path:
@@ -183,7 +184,7 @@ def make_plan(table: Table, seeds: int, budget: float, extra: Sequence[str] = ()
     check_extra(extra)
     chosen = select_rows(table, rows)
     root = Path(root) if root is not None else default_root(table.name, budget)
-    tasks, steps, specs = {}, {}, []
+    tasks, steps, episodes, specs = {}, {}, {}, []
     for row in chosen:
         argv = ["--preset", row.preset, *table.flags, *row.flags, *extra]
         try:
@@ -197,6 +198,7 @@ def make_plan(table: Table, seeds: int, budget: float, extra: Sequence[str] = ()
                                      f"does not accept yet ({err})") from None
             raise ReproduceError(f"row {row.name} ({' '.join(argv)}): {err}") from None
         tasks[row.name] = row_tasks
+        episodes[row.name] = config.train.eval_episodes
         steps[row.name] = max(1, int(round(budget * cfg.total_env_steps(config, len(row_tasks)))))
     for seed in range(seeds):  # seed-major: a partial table has every row at its first seeds
         for row in chosen:
@@ -204,7 +206,7 @@ def make_plan(table: Table, seeds: int, budget: float, extra: Sequence[str] = ()
             argv = ("--preset", row.preset, *table.flags, *row.flags, *extra, "--seed", str(seed),
                     "--total-env-steps", str(steps[row.name]), "--out", str(out))
             specs.append(RunSpec(row.name, seed, out, argv, steps[row.name]))
-    return Plan(table, chosen, tuple(range(seeds)), budget, tuple(extra), root, tuple(specs), tasks, steps)
+    return Plan(table, chosen, tuple(range(seeds)), budget, tuple(extra), root, tuple(specs), tasks, steps, episodes)
 
 
 # ---------------------------------------------------------------------------------------- launch
@@ -376,6 +378,7 @@ def header(plan: Plan, reps: int, command: str | None = None) -> dict:
         "title": plan.table.title,
         "budget": plan.budget,
         "env_steps_per_run": steps[0] if len(steps) == 1 else steps,
+        "eval_episodes_per_task": sorted(set(plan.eval_episodes.values())),
         "seeds": list(plan.seeds),
         "rows": [r.name for r in plan.rows],
         "table_flags": list(plan.table.flags),
@@ -417,7 +420,8 @@ def markdown(head: dict, rows: list[dict]) -> str:
         "",
         f"`{head['command']}`" if head.get("command") else "",
         "",
-        f"Final evaluation success (50 goals x 1 episode per task). Each cell: point estimate [95% interval], "
+        f"Final evaluation success ({'/'.join(map(str, head.get('eval_episodes_per_task', [])))} goals x 1 deterministic "
+        "episode per task). Each cell: point estimate [95% interval], "
         f"stratified bootstrap over seeds within each task ({head['bootstrap']['reps']:,} replicates, percentile method). "
         "worst-k: the mean of each seed's k lowest tasks, averaged over seeds; IQM: the middle 50% of all seed x task scores. "
         f"Paper: {head['paper']}.",

@@ -205,7 +205,7 @@ def test_report_from_finished_and_failed_runs(tmp_path):
     assert [(r["seed"], r["state"], r["env_steps"]) for r in b["runs"]] == [(0, "done", 320), (1, "diverged", None)]
     assert doc["budget"] == BUDGET and doc["env_steps_per_run"] == 320 and doc["seeds"] == [0, 1]
     text = (tmp_path / "table.md").read_text()
-    assert "**budget 4e-05**" in text and "320 env steps per run" in text
+    assert "**budget 4e-05**" in text and "320 env steps per run" in text and "(50 goals x 1 deterministic episode per task)" in text
     assert "| mtppo | `mtppo` | 2/2 | 0.562 [" in text and "| mean success 0.500 |" in text
     assert "| popart_ln | `popart_ln` | 1/2 (seed 1 diverged) | 0.750 [0.750, 0.750] |" in text
     assert "- `popart_ln` seed 1: **diverged**: training diverged: seed 1: non-finite actor loss" in text
