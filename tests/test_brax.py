@@ -194,3 +194,15 @@ def test_brax_ppo_learns_reach():
         num_evals=5, num_eval_envs=50, deterministic_eval=True, seed=0,
         progress_fn=lambda step, m: evals.append((step, float(m["eval/episode_success"]))))
     assert max(s for _, s in evals) >= 0.8, evals
+
+
+@pytest.mark.slow
+def test_brax_ppo_runs_on_the_batched_multitask_env_unwrapped():
+    """ppo.train(wrap_env=False) on make_multitask('reach,push', 2): Brax uses the env's own episodes;
+    its evaluator sees full 500-step episodes. Measured 109 s (2 shared cores, load ~13), so slow."""
+    mt = eb.make_multitask("reach,push", 2)
+    _, _, metrics = ppo.train(
+        environment=mt, wrap_env=False, num_envs=mt.num_envs, num_eval_envs=mt.num_envs, episode_length=500,
+        num_timesteps=320, unroll_length=5, batch_size=4, num_minibatches=2, num_updates_per_batch=1, num_evals=1, seed=0)
+    assert metrics["eval/avg_episode_length"] == 500.0 and metrics["eval/std_episode_length"] == 0.0
+    assert metrics["eval/episode_reward"] > 0.0 and 0.0 <= metrics["eval/episode_success"] <= 1.0
