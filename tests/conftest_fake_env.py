@@ -70,7 +70,9 @@ def _goal_table(task: str, seed: int) -> jax.Array:
 
 class FakeMultiTaskEnv:
     def __init__(self, tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20,
-                 nan_task=None, nan_after=0):
+                 nan_task=None, nan_after=0, reward_version="v2"):
+        if reward_version != "v2":
+            raise ValueError(f"the fake env has one reward; reward_version {reward_version!r} is not valid; valid: v2")
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown fake task(s) {unknown}; valid: {', '.join(TASKS)}")
@@ -168,11 +170,12 @@ class FakeMultiTaskEnv:
 
 
 def make_fake_multitask(tasks, envs_per_task, *, seed=0, impl="fake", staggered=True, eval_mode=False, episode_length=20,
-                        mesh=None, **poison):
+                        mesh=None, reward_version="v2", **poison):
     """Same signature as `envs.make_multitask` (plus `episode_length`, and `nan_task`/`nan_after`); pure JAX,
     so under a device mesh XLA partitions it like the rest of the program (`mesh` is not needed)."""
     return FakeMultiTaskEnv(
-        tasks, envs_per_task, seed=seed, impl=impl, staggered=staggered, eval_mode=eval_mode, episode_length=episode_length, **poison
+        tasks, envs_per_task, seed=seed, impl=impl, staggered=staggered, eval_mode=eval_mode, episode_length=episode_length,
+        reward_version=reward_version, **poison
     )
 
 

@@ -34,6 +34,7 @@ def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
         ({"network": {"policy_std": "fixed"}}, "--policy-std 'fixed'", "state, param"),
         ({"network": {"log_std_min": 1.0, "log_std_max": 0.0}}, "--log-std-min 1.0", "below the maximum"),
         ({"ppo": {"learning_rate": 0.0}}, "--learning-rate 0.0", "> 0"),
+        ({"env": {"reward_version": "v3"}}, "--reward-version 'v3'", "v2, v1"),
         ({"ppo": {"advantage_norm": "batch"}}, "--advantage-norm 'batch'", "iteration, minibatch"),
         ({"ppo": {"num_epochs": -1}}, "--num-epochs -1", "> 0"),
         ({"ppo": {"gamma": 1.5}}, "--gamma 1.5", "[0, 1]"),
@@ -210,3 +211,6 @@ def test_backend_names_have_one_source():
     import envs.backends
 
     assert set(cfg.IMPLS) == set(envs.backends.IMPL_CHOICES)  # the trainer's --impl choices are the port's
+    from envs.tasks.base import REWARD_VERSIONS
+
+    assert cfg.REWARD_VERSIONS == REWARD_VERSIONS  # --reward-version's choices are the port's

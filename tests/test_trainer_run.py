@@ -368,3 +368,19 @@ def test_resume_on_the_mujoco_port_is_bit_exact(tmp_path):
     (a, _), (b, _) = restore_final(full), restore_final(part)
     assert int(a["env_steps"]) == 320
     assert all(x.tobytes() == y.tobytes() for x, y in zip(leaves(a), leaves(b)))
+
+
+def test_reward_version_reaches_every_env_and_the_saved_config(tmp_path):
+    calls = []
+
+    def recording_env(tasks, envs_per_task, **kwargs):
+        calls.append(kwargs["reward_version"])
+        return fake.make_fake_multitask(tasks, envs_per_task, episode_length=15, **{**kwargs, "reward_version": "v2"})
+
+    out = tmp_path / "v1"
+    assert train.main(argv(out, "--no-eval-stochastic", total=CHUNK, envs_per_task=2) + ["--reward-version", "v1"],
+                      make_env=recording_env, task_catalog=(fake.GROUPS, fake.TASKS), compiler_options=fake.FAST_COMPILE) == 0
+    assert calls == ["v1", "v1"]  # the training env and the evaluation env
+    assert json.loads((out / "config.json").read_text())["config"]["env"]["reward_version"] == "v1"
+    # A run without the field (saved before V1 existed) ran V2.
+    assert cfg.from_dict({"env": {"tasks": "mt10"}}).env.reward_version == "v2"

@@ -21,6 +21,7 @@ from toppo_jax.ppo import ADVANTAGE_NORMS
 from toppo_jax.networks import ACTIVATIONS, LOG_STD_CLIPS, LOG_STD_MAX, LOG_STD_MIN, POLICY_STDS
 
 IMPLS = ("mujoco", "warp", "jax", "auto")
+REWARD_VERSIONS = ("v2", "v1")  # the port's envs.tasks.base.REWARD_VERSIONS
 CRITIC_HEADS = ("scalar", "per_task")
 DISTRIBUTED_MODES = ("auto", "on", "off")  # see toppo_jax/distributed.py
 
@@ -41,6 +42,7 @@ class EnvConfig:
     envs_per_task: int = 16  # parallel envs per task; x rollout_length = samples per task per iteration
     impl: str = "mujoco"  # physics backend: mujoco | warp | jax
     staggered: bool = True  # spread episode starts so time-outs do not all land on the same step
+    reward_version: str = "v2"  # v2 | v1: the official reward_function_version (success is the same function in both)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +266,7 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     """
     env, ppo, net, top, train = config.env, config.ppo, config.network, config.toppo, config.train
     _choice("--impl", env.impl, IMPLS)
+    _choice("--reward-version", env.reward_version, REWARD_VERSIONS)
     _positive("--envs-per-task", env.envs_per_task)
     _unit("--gamma", ppo.gamma)
     _unit("--gae-lambda", ppo.gae_lambda)

@@ -24,7 +24,7 @@ from toppo_jax.rundir import SavedPolicy, load_policy
 
 
 def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None = None, impl: str | None = None,
-                 modes: Sequence[bool] = (False,)) -> list[np.ndarray]:
+                 modes: Sequence[bool] = (False,), reward_version: str | None = None) -> list[np.ndarray]:
     """Per-seed, per-task success [S, T] of the jitted protocol on the port, one array per mode of
     `modes` (False: tanh(mean), the protocol; True: acting with samples), all on one eval env."""
     if make_env is None:
@@ -34,7 +34,7 @@ def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None =
             return make_multitask(list(tasks), envs_per_task, **kwargs)
 
     eval_env = make_env(policy.tasks, episodes, seed=policy.config.train.seed, impl=impl or policy.config.env.impl,
-                        staggered=False, eval_mode=True)
+                        staggered=False, eval_mode=True, reward_version=reward_version or policy.config.env.reward_version)
     out = []
     for stochastic in modes:
         evaluate = jax.jit(make_evaluate(eval_env, policy.networks, stochastic=stochastic))
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     import sys
     import time
 
-    from toppo_jax.config import ConfigError
+    from toppo_jax.config import REWARD_VERSIONS, ConfigError
 
     parser = argparse.ArgumentParser(prog="python -m toppo_jax.evaluate", description="Meta-World evaluation of a trained run.")
     parser.add_argument("--run", required=True, help="run directory written by toppo_jax.train")
@@ -190,6 +190,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
     parser.add_argument("--impl", default=None, help="port physics backend: auto, mujoco, warp or jax (default: the run's)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the --reference envs (default: one per CPU core)")
+    parser.add_argument("--reward-version", default=None,
+                        help="the port env's reward, v2 or v1 (default: the run's); success, what is evaluated, is the same function in both")
     parser.add_argument("--worst-k", type=int, nargs="+", default=None, help="k's for worst-k (default: the run's)")
     parser.add_argument("--stochastic", action="store_true",
                         help="also evaluate the port acting with policy samples (the training policy) beside tanh(mean)")
@@ -202,6 +204,9 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
             raise ConfigError(f"--workers {args.workers} is not valid; it must be > 0")
         policy = load_policy(args.run, best=args.best)
         impl = args.impl or policy.config.env.impl
+        reward_version = args.reward_version or policy.config.env.reward_version
+        if reward_version not in REWARD_VERSIONS:
+            raise ConfigError(f"--reward-version {reward_version!r} is not valid; choose one of: {', '.join(REWARD_VERSIONS)}")
         if make_env is None:
             impl = check_impl(impl)  # auto resolves by platform, as in train
     except (ConfigError, FileNotFoundError) as err:
@@ -209,7 +214,8 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
         return 2
     ks = tuple(args.worst_k or policy.config.train.worst_k)
     t0 = time.perf_counter()
-    port, *sampled = port_success(policy, args.episodes, make_env, impl, (False, True) if args.stochastic else (False,))  # [S, T] each
+    modes = (False, True) if args.stochastic else (False,)
+    port, *sampled = port_success(policy, args.episodes, make_env, impl, modes, reward_version)  # [S, T] each
     port_s = time.perf_counter() - t0
     noisy = sampled[0] if sampled else None
     official = None
@@ -237,6 +243,7 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
         "checkpoint_step": policy.step,
         "episodes": args.episodes,
         "impl": impl,
+        "reward_version": reward_version,
         "seeds": list(policy.seeds),
         "tasks": rows,
         "mean_port": float(port.mean()),
