@@ -3,6 +3,7 @@ from official Meta-World episodes (issue 19; docs/port.md, "MJX jax backend").
 
     python -m envs.diet --tasks mt10                 # survey official episodes, write envs/diet.json
     python -m envs.diet --tasks reach,push --check   # coverage: fresh episodes, contacts outside the table
+    python -m envs.diet --tasks reach --bench 16     # the jax backend on the diet: first call, env steps/s
 
 MJX JAX tests every candidate geom pair at every substep with a fixed-size, branch-free program, so
 its cost and compile time grow with the candidate pairs, and the arm and hand meshes (thousands of
@@ -10,11 +11,13 @@ vertices) dominate both. Meta-World's episodes touch few of the pairs its models
 
 1. **Survey** (``survey``): official episodes on the official env (``metaworld``, C MuJoCo), one
    episode per goal: the scripted expert on ``EXPERT_GOALS`` goals, the expert with Gaussian action
-   noise, and uniform random actions; every geom pair in ``data.contact`` after every physics
+   noise, uniform random actions, and random reaching (targets in the hand's box or at the object);
+   every geom pair in ``data.contact`` after every physics
    substep (``frame_skip`` per control step) is recorded with how many substeps it was seen. Goals
    are the first goals of the official ``MT50(seed 0)`` table; noise and random actions come from
    seeded generators, so the table is reproducible by one command.
-2. **Allowed pairs**: exactly the pairs seen. ``diet_model`` lets only those collide, by
+2. **Allowed pairs**: the pairs seen, plus the gripper's left/right symmetry (a geom one finger
+   geom touched may meet all four, ``finger_closure``). ``diet_model`` lets only those collide, by
    contype/conaffinity bits (one bit per geom of a vertex cover of the allowed pairs), so MuJoCo's
    own contact parameter mixing, body filtering and excludes apply unchanged.
 3. **Replacements**: where a kept pair has a geom MJX JAX has no collision function for (a cylinder
@@ -49,13 +52,22 @@ import numpy as np
 DIET_PATH = Path(__file__).with_name("diet.json")
 SURVEY_BENCHMARK, SURVEY_SEED = "MT50", 0  # the goal table the survey draws its goals from
 EXPERT_GOALS = tuple(range(16))  # goal indices of the expert episodes
-NOISY = ((0.1, (16, 17, 18, 19)), (0.5, (20, 21, 22, 23)))  # (action noise sigma, goal indices)
-RANDOM_GOALS = (24, 25, 26, 27)  # uniform random actions
+NOISY = ((0.1, (16, 17, 18, 19)), (0.5, (20, 21, 22, 23)), (1.0, (24, 25, 26, 27)))  # (action noise sigma, goals)
+RANDOM_GOALS = (28, 29, 30, 31)  # uniform random actions
+# Random reaching: every REACH_SEGMENT steps the hand heads for a new target, half the time a uniform
+# point of the hand's box, half the time the object (obs 4:7) plus 3 cm noise, with the gripper
+# open or closed at random: a random walk alone rarely gets near the table or the objects.
+REACH_GOALS = (32, 33, 34, 35, 36, 37, 38, 39)
+REACH_SEGMENT = 25
+# The gripper's four finger geoms (every task has them): a geom one of them touched may be touched by
+# all four (left/right symmetry of the hand; a pad and its claw sit side by side).
+FINGER_GEOMS = ("leftclaw_it", "leftpad_geom", "rightclaw_it", "rightpad_geom")
 SURVEY_NOISE_SEED = 0
 # Coverage check: other goals of the same table, other noise draws.
 CHECK_EXPERT_GOALS = (40, 41, 42, 43)
 CHECK_NOISY = ((0.3, (44, 45)),)
 CHECK_RANDOM_GOALS = (46,)
+CHECK_REACH_GOALS = (47, 48, 49)
 CHECK_NOISE_SEED = 1
 MAX_MESH_VERTS = 200  # a kept mesh with more vertices (the hand's 6,693) becomes its fitted box
 EPISODE_STEPS = 500
@@ -112,10 +124,11 @@ def candidate_pairs(m: mujoco.MjModel) -> set[tuple[int, int]]:
 
 
 # ---- the survey ------------------------------------------------------------------------------
-def episode_plan(expert_goals, noisy, random_goals) -> list[dict]:
+def episode_plan(expert_goals, noisy, random_goals, reach_goals=()) -> list[dict]:
     plan = [{"kind": "expert", "goal": int(g), "sigma": 0.0} for g in expert_goals]
     plan += [{"kind": "noisy", "goal": int(g), "sigma": float(s)} for s, goals in noisy for g in goals]
     plan += [{"kind": "random", "goal": int(g), "sigma": None} for g in random_goals]
+    plan += [{"kind": "reach", "goal": int(g), "sigma": None} for g in reach_goals]
     return plan
 
 
@@ -157,9 +170,15 @@ def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_ST
             kind_now[0] = ep["kind"]
             env.set_task(assets.make_task_data(task, goals[ep["goal"]]))
             obs, _ = env.reset()
-            for _ in range(steps):
+            for t in range(steps):
                 if ep["kind"] == "random":
                     a = rng.uniform(-1, 1, 4)
+                elif ep["kind"] == "reach":
+                    if t % REACH_SEGMENT == 0:
+                        target = (rng.uniform(env.mocap_low, env.mocap_high) if rng.uniform() < 0.5
+                                  else obs[4:7] + 0.03 * rng.standard_normal(3))
+                        grip = rng.choice([-1.0, 1.0])
+                    a = np.append(10.0 * (target - obs[:3]), grip)
                 else:
                     a = policy.get_action(obs) + ep["sigma"] * rng.standard_normal(4)
                 obs, _, _, trunc, _ = env.step(np.clip(a, -1, 1).astype(np.float32))
@@ -172,6 +191,16 @@ def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_ST
 
 
 # ---- from pairs to edits ----------------------------------------------------------------------
+def finger_closure(m: mujoco.MjModel, seen: set, cand: set) -> list[tuple[str, str]]:
+    """Pairs not seen that ``FINGER_GEOMS`` symmetry adds: (finger, g) for every finger and every g
+    some finger touched, where MJX would test the pair at all."""
+    fingers = set(FINGER_GEOMS)
+    touched = {b if a in fingers else a for a, b in seen if (a in fingers) != (b in fingers)}
+    cand_keys = {pair_key(m, *p) for p in cand}
+    out = {tuple(sorted((f, g))) for f in fingers for g in touched}
+    return sorted(p for p in out - seen if p in cand_keys)
+
+
 def _has_fn(t1: int, t2: int) -> bool:
     from mujoco.mjx._src import collision_driver
     from mujoco.mjx._src.types import GeomType
@@ -296,17 +325,19 @@ def entry(task: str) -> dict:
 def build_entry(task: str, log=print) -> dict:
     """Survey a task and derive its table entry."""
     t0 = time.perf_counter()
-    plan = episode_plan(EXPERT_GOALS, NOISY, RANDOM_GOALS)
+    plan = episode_plan(EXPERT_GOALS, NOISY, RANDOM_GOALS, REACH_GOALS)
     seen, m = survey(task, plan, SURVEY_NOISE_SEED)
-    pairs = list(seen)
-    replace, zero = plan_edits(m, pairs)
     cand = candidate_pairs(m)
+    closure = finger_closure(m, set(seen), cand)
+    pairs = sorted({*seen, *closure})
+    replace, zero = plan_edits(m, pairs)
     collidable = {g for p in cand for g in p}
     kept = {g for p in pairs for g in p}
     out = {
         "task": task,
         "pairs": [list(p) for p in pairs],
         "substeps_seen": {f"{a} / {b}": c for (a, b), c in seen.items()},
+        "finger_closure": [list(p) for p in closure],
         "replace": replace,
         "zero_margin": zero,
         "collidable_geoms": len(collidable),
@@ -335,13 +366,35 @@ def write_table(entries: dict, path: Path = DIET_PATH) -> None:
 
 
 def coverage(task: str, expert_goals=CHECK_EXPERT_GOALS, noisy=CHECK_NOISY, random_goals=CHECK_RANDOM_GOALS,
-             noise_seed: int = CHECK_NOISE_SEED, steps: int = EPISODE_STEPS) -> dict:
+             reach_goals=CHECK_REACH_GOALS, noise_seed: int = CHECK_NOISE_SEED, steps: int = EPISODE_STEPS) -> dict:
     """Fresh official episodes -> {"outside": {pair: substeps by kind}, "seen": n pairs, "episodes": plan}."""
     allowed = {tuple(p) for p in entry(task)["pairs"]}
-    plan = episode_plan(expert_goals, noisy, random_goals)
+    plan = episode_plan(expert_goals, noisy, random_goals, reach_goals)
     seen, _ = survey(task, plan, noise_seed, steps)
     outside = {f"{a} / {b}": c for (a, b), c in seen.items() if (a, b) not in allowed}
     return {"outside": outside, "seen": len(seen), "episodes": plan}
+
+
+def bench(task: str, batch: int = 16, steps: int = 40, seed: int = 0) -> dict:
+    """The ``jax`` backend's cost on a task's diet: seconds of the first call of a jitted env step at
+    ``batch`` envs (tracing + XLA compile, cold unless a persistent cache is configured) and env
+    steps/s over ``steps`` further calls with uniform random actions."""
+    import jax
+
+    from envs.sawyer import SawyerEnv
+
+    env = SawyerEnv(task, impl="jax")
+    state = env.reset(jax.random.PRNGKey(seed), batch)
+    actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), (steps + 1, batch, 4), minval=-1.0, maxval=1.0)
+    step = jax.jit(env.step)
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(step(state, actions[0]))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for a in actions[1:]:
+        state = step(state, a)
+    jax.block_until_ready(state)
+    return {"task": task, "batch": batch, "first_call_s": first, "env_steps_per_s": steps * batch / (time.perf_counter() - t0)}
 
 
 def main(argv=None) -> int:
@@ -350,6 +403,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m envs.diet", description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", required=True, help="mt10, mt50, or comma-separated task names")
     p.add_argument("--check", action="store_true", help="coverage check on fresh episodes instead of a survey")
+    p.add_argument("--bench", type=int, default=0, metavar="BATCH",
+                   help="instead: first-call seconds and env steps/s of the jax backend at this batch")
     p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey)")
     args = p.parse_args(argv)
     try:
@@ -357,6 +412,12 @@ def main(argv=None) -> int:
     except UnknownTaskError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.bench:
+        for task in tasks:
+            r = bench(task, args.bench)
+            print(f"{task:28s} batch {r['batch']}  first call {r['first_call_s']:6.1f} s  "
+                  f"{r['env_steps_per_s']:6.0f} env steps/s", flush=True)
+        return 0
     if args.check:
         bad = 0
         for task in tasks:

@@ -8,6 +8,10 @@ _ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TOPPO_CACHE_DIR", str(_ROOT / ".cache" / "toppo_jax"))
 os.environ.setdefault("TOPPO_MUJOCO_THREADS", "1")  # pytest-xdist already uses both cores
 
+from envs.backends import set_cpu_xla_flags  # noqa: E402
+
+set_cpu_xla_flags()  # before JAX starts its CPU client (envs/backends/__init__.py: why)
+
 import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", str(Path(os.environ["TOPPO_CACHE_DIR"]) / "jax"))

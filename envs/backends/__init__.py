@@ -28,12 +28,35 @@ DEFAULT_IMPL = EXACT_IMPL
 AUTO_IMPL = {"gpu": "warp", "cuda": "warp", "tpu": "jax"}  # impl='auto' by JAX platform; anything else: mujoco
 
 
+# XLA's CPU fusion emitters (jaxlib 0.10.2's default) make MJX JAX ~500x slower on CPU; without them
+# the mujoco backend's training loop compiled 2x faster and ran no slower (docs/port.md, measured
+# 2026-12-04). XLA reads XLA_FLAGS once, when JAX starts its CPU client, so the flag is added when
+# ``envs`` is first imported (before any JAX computation in every CLI) and in tests/conftest.py; it
+# only concerns XLA's CPU compiler. Recheck when jaxlib is upgraded.
+CPU_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+
+def set_cpu_xla_flags() -> None:
+    """Add ``CPU_XLA_FLAG`` to ``XLA_FLAGS`` unless the fusion-emitter flag is already set either way."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_use_fusion_emitters" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
+
+
+set_cpu_xla_flags()
+
+
 class BackendUnavailableError(RuntimeError):
     """The requested physics backend cannot run here (missing package, no device, task not ported)."""
 
 
-def check_impl(impl: str) -> str:
+def check_impl(impl: str, tasks=()) -> str:
     """The backend `impl` resolves to here; BackendUnavailableError (naming the valid choices) if it cannot run.
+
+    ``impl='jax'`` runs a task only on its collision diet (``envs/diet.json``): with ``tasks`` given,
+    a task without one is named here, before anything is built.
 
     The one place that resolves 'auto': the platform's backend (``AUTO_IMPL``: warp on NVIDIA, jax on
     TPU), or ``EXACT_IMPL`` (mujoco) where that one cannot run here (logged) or on CPU."""
@@ -45,7 +68,7 @@ def check_impl(impl: str) -> str:
         platform = jax.default_backend()
         picked = AUTO_IMPL.get(platform, EXACT_IMPL)
         try:
-            picked = check_impl(picked)
+            picked = check_impl(picked, tasks)
         except BackendUnavailableError as e:
             logging.getLogger("envs").warning("impl='auto': %s unavailable on %s (%s); using %s", picked, platform, e, EXACT_IMPL)
             picked = EXACT_IMPL
@@ -63,15 +86,29 @@ def check_impl(impl: str) -> str:
             ) from None
         return impl
     if impl == "jax":
-        raise BackendUnavailableError(
-            "impl='jax' (MJX JAX) has no edited task models yet; valid now: mujoco, warp, auto"
-        )
+        for task in tasks:
+            jax_diet(task)
+        return impl
     raise ValueError(f"unknown impl '{impl}'; valid: {', '.join(IMPL_CHOICES)}")
+
+
+def jax_diet(task: str) -> dict:
+    """The task's collision diet for ``impl='jax'``; BackendUnavailableError naming the task if none."""
+    from envs import diet
+
+    try:
+        return diet.entry(task)
+    except diet.NoDietError as e:
+        raise BackendUnavailableError(str(e)) from None
 
 
 def make_backend(impl: str, task_model, mocap_low, mocap_high, **kwargs) -> PhysicsBackend:
     """Build a backend by name ('auto' resolved by ``check_impl``)."""
-    picked = check_impl(impl)
+    picked = check_impl(impl, (task_model.task,))
+    if picked == "jax":
+        from envs.backends.jax_backend import JaxBackend
+
+        return JaxBackend(task_model, mocap_low, mocap_high, **kwargs)
     if picked == "warp":
         from envs.backends.warp_backend import WarpBackend
 
