@@ -4,7 +4,7 @@ out of the goal cabinet.
 
 Reset mechanics are tabulated (not reimplemented); what the rewards read from ``self.`` comes from the common
 constants: ``obj_init_pos`` (= rand_vec[:3], NOT the plate's actual start for -back/-back-side, which the official
-margins use as is), ``init_tcp`` and ``_target_pos``. ``maxDist`` is only read by the legacy v1 reward.
+margins use as is), ``init_tcp`` and ``_target_pos``. ``maxDist`` is only read by the V1 reward (the same in all four).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
@@ -38,6 +38,15 @@ class _PlateSlide(Task):
             tcp_to_obj, bounds=(0, TARGET_RADIUS), margin=obj_grasped_margin - margin_offset, sigmoid="long_tail"
         )
         return tcp, tcp_to_obj, obj_to_target, object_grasped, in_place
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """All four V1 branches: reach the plate, then slide it to the goal in xy (pullDist)."""
+        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
+        reach_dist = jnp.linalg.norm(obj - tcp_center(kin))
+        return rewards.v1_reach_then_progress(reach_dist, jnp.linalg.norm(obj[:2] - goal[:2]), c["maxDist"])
 
     @staticmethod
     def _info(reward, tcp_to_obj, obj_to_target, object_grasped, in_place):

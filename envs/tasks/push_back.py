@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 OBJ_RADIUS = 0.007
@@ -59,6 +59,15 @@ class PushBack(Task):
             (target_to_obj <= 0.07).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp,
             object_grasped, in_place, target_to_obj, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPushDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: push's, line for line (reach the puck, then push it to the goal in xy)."""
+        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
+        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
+        return rewards.v1_reach_then_progress(reach_dist, jnp.linalg.norm(obj[:2] - goal[:2]), c["maxPushDist"])
 
 
 TASKS = (PushBack(),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 
 TARGET_RADIUS = 0.05
 
@@ -26,6 +26,14 @@ class ReachWall(Task):
         success = (tcp_to_target <= 0.05).astype(jnp.float32)
         # Unlike reach-v3, the official info reports near_object, grasp_success and grasp_reward as 0.
         return reward, info(success, 0.0, 0.0, 0.0, in_place, tcp_to_target, reward)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxReachDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: reach's (the wall is not in it)."""
+        reach_dist = jnp.linalg.norm(tcp_center(kin) - c["target_pos"])
+        return jnp.maximum(rewards.v1_progress(reach_dist, c["maxReachDist"]), 0.0)
 
 
 TASKS = (ReachWall(),)
