@@ -184,7 +184,7 @@ def test_brax_ppo_learns_reach():
     eval success over 50 envs (new goal each) >= 0.8 within 400K env steps.
 
     Measured on the 2 shared CPU cores (load ~9-12, 2026-12-04), same settings, seed 0: eval success
-    0.00 at 0, 0.38 at 154K, 0.98 at 307K env steps (400 s to there, training ~700-1400 env steps/s)."""
+    0.00 at 0, 0.38 at 154K, 0.98 at 307K env steps (400 s to there, training ~700-1400 env steps/s). This test (400K, 5 evals) passed in 512 s (load ~12)."""
     env = eb.make("reach")
     evals = []
     ppo.train(
