@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 
@@ -37,6 +37,20 @@ class PegUnplugSide(Task):
             (obj_to_target <= 0.07).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp_success,
             object_grasped, in_place, obj_to_target, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Reach the peg end (the z term from hand_init_pos, not init_tcp), then pull it to the goal in xy
+        (reachCompleted: reachDist < 0.05, set before it is read)."""
+        obj, goal, finger = obs[OBS_OBJ1_POS], c["target_pos"], tcp_center(kin)
+        reach_dist = jnp.linalg.norm(obj - finger)
+        placing_dist = jnp.linalg.norm(obj[:2] - goal[:2])
+        reach = rewards.v1_reach(obj, finger, c["hand_init_pos"][-1], action, xy_radius=0.05, z_scale=2.0,
+                                 grip_radius=0.05)
+        place = jnp.maximum(rewards.v1_progress(placing_dist, c["maxPlacingDist"]), 0.0)
+        return reach + jnp.where(reach_dist < 0.05, place, 0.0)
 
 
 TASKS = (PegUnplugSide(),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 # compute_reward reads self.TARGET_RADIUS (base class, 0.05) for the reward-10 branch, not the class's own
@@ -55,6 +55,26 @@ class PickOutOfHole(Task):
             (obj_to_target <= 0.07).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp_success,
             object_grasped, in_place, obj_to_target, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """pick-place's V1 but for the pick term, measured from 2 cm below the peg's start (it begins in the hole):
+        100 (heightTarget - objHeight + 0.02) once lifted, 100 (min(heightTarget, z) - objHeight + 0.02) while held."""
+        obj, goal, finger = obs[OBS_OBJ1_POS], c["target_pos"], tcp_center(kin)
+        height_target, obj_height = c["heightTarget"], c["objHeight"]
+        reach_dist = jnp.linalg.norm(obj - finger)
+        placing_dist = jnp.linalg.norm(obj - goal)
+        reach = rewards.v1_reach(obj, finger, c["init_tcp"][-1], action, xy_radius=0.05, z_scale=2.0, grip_radius=0.05)
+        pick_completed = obj[2] >= height_target - 0.01
+        dropped = (obj[2] < obj_height + 0.005) & (placing_dist > 0.02) & (reach_dist > 0.02)
+        held = (reach_dist < 0.1) & (obj[2] > obj_height + 0.005)
+        pick = jnp.where(pick_completed & ~dropped, 100 * (height_target - obj_height + 0.02),
+                         jnp.where(held, 100 * (jnp.minimum(height_target, obj[2]) - obj_height + 0.02), 0.0))
+        cond = pick_completed & (reach_dist < 0.1) & ~dropped
+        place = jnp.where(cond, jnp.maximum(rewards.v1_progress(placing_dist, c["maxPlacingDist"]), 0.0), 0.0)
+        return reach + pick + place
 
 
 TASKS = (PickOutOfHole(),)

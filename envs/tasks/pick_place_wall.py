@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.pick_place import v1_pick_place_reward
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
@@ -49,6 +50,13 @@ class PickPlaceWall(Task):
             (obj_to_target <= 0.07).astype(jnp.float32), (tcp_to_obj <= 0.03).astype(jnp.float32), grasp,
             object_grasped, in_place_part2, obj_to_target, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: pick-place's, line for line (the wall is not in it)."""
+        return v1_pick_place_reward(obs, action, kin, c)
 
 
 TASKS = (PickPlaceWall(),)

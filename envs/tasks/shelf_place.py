@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import tcp_center
-from envs.tasks.pick_place import TARGET_RADIUS, PickPlace
+from envs.tasks.base import read_attrs, tcp_center
+from envs.tasks.pick_place import TARGET_RADIUS, PickPlace, v1_pick_place_reward
 
 
 class ShelfPlace(PickPlace):
@@ -33,6 +33,13 @@ class ShelfPlace(PickPlace):
         bound_loss = rewards.hamacher_product(y_scaling, z_scaling)
         in_place = jnp.where(in_front, jnp.clip(in_place - bound_loss, 0.0, 1.0), in_place)
         return jnp.where(below_shelf & (obj[1] > target[1]), 0.0, in_place)
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "objHeight", "maxPlacingDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1: pick-place's, line for line (goal on the shelf)."""
+        return v1_pick_place_reward(obs, action, kin, c)
 
 
 TASKS = (ShelfPlace(),)
