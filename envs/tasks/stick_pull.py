@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
-from envs.tasks.stick_push import PAD_FRAMES, check_touch_geometry, pads_touching, stick_objects
+from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.stick_push import PAD_FRAMES, check_touch_geometry, pads_touching, stick_objects, v1_stick_reward
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS, OBS_OBJ2_POS
 
 TARGET_RADIUS = 0.05
@@ -84,6 +84,18 @@ class StickPull(Task):
         return reward, info(
             success, tcp_to_stick <= 0.03, grasp_success, object_grasped, stick_in_place, handle_to_target, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "stickHeight", "maxPlaceDist", "maxPullDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1 (``v1_stick_reward``), pull term 1000 (maxPullDist - d) + 2000 (exp(-d²/0.01) + exp(-d²/0.001))."""
+        obj = obs[6:9]  # official objPos (see v1_stick_reward)
+        pull_dist = jnp.linalg.norm(obj[:2] - c["target_pos"][:2])
+        pull = 1000 * (c["maxPullDist"] - pull_dist) + 2000 * (
+            jnp.exp(-(pull_dist**2) / 0.01) + jnp.exp(-(pull_dist**2) / 0.001)
+        )
+        return v1_stick_reward(obs, action, kin, c, pull_dist, pull)
 
 
 TASKS = (StickPull(),)

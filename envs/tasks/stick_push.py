@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, tcp_center
+from envs.tasks.base import Task, info, read_attrs, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS, OBS_OBJ2_POS
 
 TARGET_RADIUS = 0.12
@@ -61,6 +61,28 @@ def stick_objects(kin, container_offset):
     return pos, quat
 
 
+def v1_stick_reward(obs, action, kin, c, goal_dist, goal_rew):
+    """The V1 branch of stick-push / stick-pull: reach the stick (obs[4:7]), lift it (the pick term), bring it to
+    ``objPos``, then the task's ``goal_rew`` (the thermos to the goal) while objPos is within 5 cm.
+
+    Official ``objPos = obs[6:9]``: the stick's z and the first two components of its quaternion, not the thermos
+    (obs[11:14]); kept as written. ``goal_dist`` (the thermos' distance to the goal, from that objPos) is also
+    what ``objDropped`` tests."""
+    stick, obj, finger = obs[OBS_OBJ1_POS], obs[6:9], tcp_center(kin)
+    height_target, stick_height = c["heightTarget"], c["stickHeight"]
+    place_dist = jnp.linalg.norm(stick - obj)
+    reach_dist = jnp.linalg.norm(stick - finger)
+    reach = jnp.where(reach_dist < 0.05, -reach_dist + jnp.maximum(action[-1], 0.0) / 50, -reach_dist)
+    pick_completed = stick[2] >= height_target - 0.01
+    dropped = (stick[2] < stick_height + 0.005) & (goal_dist > 0.02) & (reach_dist > 0.02)
+    held = (reach_dist < 0.1) & (stick[2] > stick_height + 0.005)
+    pick = jnp.where(pick_completed & ~dropped, 100 * height_target,
+                     jnp.where(held, 100 * jnp.minimum(height_target, stick[2]), 0.0))
+    move = rewards.v1_progress(place_dist, c["maxPlaceDist"]) + jnp.where(place_dist < 0.05, goal_rew, 0.0)
+    cond = pick_completed & (reach_dist < 0.1) & ~dropped
+    return reach + pick + jnp.where(cond, jnp.maximum(move, 0.0), 0.0)
+
+
 class StickPush(Task):
     name = "stick-push"
     frames = ("body:stick", "site:insertion", "geom:objGeom") + PAD_FRAMES
@@ -107,6 +129,18 @@ class StickPush(Task):
         return reward, info(
             success, tcp_to_stick <= 0.03, grasp_success, object_grasped, stick_in_place, container_to_target, reward,
         )
+
+    def constants_v1(self, env):
+        return read_attrs(env, "heightTarget", "stickHeight", "maxPlaceDist", "maxPushDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        """Official V1 (``v1_stick_reward``), push term 1000 (maxPushDist - d) + 2000 (exp(-d²/1e-3) + exp(-d²/1e-4))."""
+        obj = obs[6:9]  # official objPos (see v1_stick_reward)
+        push_dist = jnp.linalg.norm(obj[:2] - c["target_pos"][:2])
+        push = 1000 * (c["maxPushDist"] - push_dist) + 2000 * (
+            jnp.exp(-(push_dist**2) / 0.001) + jnp.exp(-(push_dist**2) / 0.0001)
+        )
+        return v1_stick_reward(obs, action, kin, c, push_dist, push)
 
 
 TASKS = (StickPush(),)
