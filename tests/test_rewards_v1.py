@@ -168,9 +168,23 @@ def test_v1_env_changes_only_the_reward():
 @pytest.mark.parametrize("goal", GOALS)
 @pytest.mark.parametrize("task", V1_TASKS)
 def test_v1_state_replay_full_episode(task, goal):
-    err = _replay(SawyerEnv(task, eval_mode=True, reward_version="v1"), goal, parity.EPISODE_LENGTH)
-    assert err["reward_rel"].max() < REL_TOL, f"{err['reward_rel'].max():.2e} at step {err['reward_rel'].argmax()}"
+    env = SawyerEnv(task, eval_mode=True, reward_version="v1")
+    traj = parity.official_trajectory(env.name, env.goals[goal], env.task_model, steps=parity.EPISODE_LENGTH, reward_version="v1")
+    err = parity.replay_errors(env, goal, traj)
+    off = err["reward_rel"] >= REL_TOL
+    if task in FLOAT64_TIES:
+        # Only steps whose official object height ties with the float64 fall threshold may differ (see
+        # envs/tasks/sweep.py, _v1_below_fall_z): there the official test is decided below float32's resolution.
+        fall_z = float(env.reset(jax.random.PRNGKey(0), 1, goals=jnp.full((1,), goal)).info["consts"]["fall_z"][0])
+        height = traj["obs_cold"][:, 6]
+        off &= np.abs(height - fall_z) > FLOAT64_TIES[task]
+    assert not off.any(), f"{err['reward_rel'][off].max():.2e} at steps {np.flatnonzero(off)[:10]}"
     assert err["obs"].max() < 1e-4
+
+
+# Tasks whose official V1 reward branches on a float64 comparison that float32 observations cannot
+# resolve: task -> the largest |object height - threshold| (m) at which the port may take the other branch.
+FLOAT64_TIES = {"sweep-into": 1e-6}
 
 
 def test_multitask_passes_the_reward_version():
