@@ -37,8 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from envs import rewards
 from envs.control import MAX_PATH_LENGTH
-from envs.types import Kinematics
+from envs.types import OBS_OBJ1_POS, Kinematics
 
 REWARD_VERSIONS = ("v2", "v1")  # official ``reward_function_version`` values; success is V2's in both
 DEFAULT_REWARD_VERSION = "v2"
@@ -129,3 +130,17 @@ def info(success, near_object, grasp_success, grasp_reward, in_place_reward, obj
         in_place_reward=in_place_reward, obj_to_target=obj_to_target, unscaled_reward=unscaled_reward,
     )
     return {k: jnp.asarray(v, jnp.float32) for k, v in vals.items()}
+
+
+class ReachThenMoveV1:
+    """The V1 reward shared by door-lock/-unlock, faucet-open/-close and lever-pull: reach the object,
+    then move it to the goal, -d_reach + pull term of ``maxPullDist`` (``rewards.v1_reach_then_progress``)."""
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPullDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        obj = obs[OBS_OBJ1_POS]
+        return rewards.v1_reach_then_progress(
+            jnp.linalg.norm(obj - tcp_center(kin)), jnp.linalg.norm(obj - c["target_pos"]), c["maxPullDist"]
+        )

@@ -9,25 +9,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.base import ReachThenMoveV1, Task, info, tcp_center
 from envs.types import OBS_GRIPPER, OBS_HAND, OBS_OBJ1_POS
 
 LOCK_LENGTH = 0.1  # self._lock_length
 
 
-class _DoorLockBase(Task):
+class _DoorLockBase(ReachThenMoveV1, Task):
     def objects(self, kin, c):
         return kin.pos(self.frames[0]), kin.frames["body:door_link"].quat
 
-    def constants_v1(self, env):
-        return read_attrs(env, "maxPullDist")
-
-    def reward_v1(self, obs, action, kin, c):
-        """The same V1 reward for door-lock and door-unlock: reach the lock, then move it to the goal."""
-        obj = obs[OBS_OBJ1_POS]
-        return rewards.v1_reach_then_progress(
-            jnp.linalg.norm(obj - tcp_center(kin)), jnp.linalg.norm(obj - c["target_pos"]), c["maxPullDist"]
-        )
 
 
 class DoorLock(_DoorLockBase):

@@ -9,28 +9,19 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.base import ReachThenMoveV1, Task, info, tcp_center
 from envs.types import OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.07  # self._target_radius
 FAUCET_REACH_RADIUS = 0.01
 
 
-class _Faucet(Task):
+class _Faucet(ReachThenMoveV1, Task):
     obj_offset = (0.0, 0.0, 0.0)  # open shifts obs[OBS_OBJ1_POS] before the reward; close does not
 
     def objects(self, kin, c):
         return kin.pos(self.frames[0]) + jnp.array([0.0, 0.0, -0.01]), kin.frames["body:faucetBase"].quat
 
-    def constants_v1(self, env):
-        return read_attrs(env, "maxPullDist")
-
-    def reward_v1(self, obs, action, kin, c):
-        """The same V1 reward for faucet-open and -close, on the observed handle (no offset)."""
-        obj = obs[OBS_OBJ1_POS]
-        return rewards.v1_reach_then_progress(
-            jnp.linalg.norm(obj - tcp_center(kin)), jnp.linalg.norm(obj - c["target_pos"]), c["maxPullDist"]
-        )
 
     def evaluate(self, obs, action, kin, c):
         obj = obs[OBS_OBJ1_POS] + jnp.array(self.obj_offset)

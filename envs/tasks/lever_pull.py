@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import rewards
-from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.base import ReachThenMoveV1, Task, info
 from envs.types import OBS_HAND, OBS_OBJ1_POS
 
 LEVER_QPOS = 9  # qpos address of 'LeverAxis' (checked against the official env in constants())
 
 
-class LeverPull(Task):
+class LeverPull(ReachThenMoveV1, Task):
     name = "lever-pull"
     frames = ("site:leverStart", "geom:objGeom")
 
@@ -52,15 +52,6 @@ class LeverPull(Task):
             (ready_to_lift > 0.9).astype(jnp.float32), ready_to_lift, lever_engagement, shoulder_dist, reward,
         )
 
-    def constants_v1(self, env):
-        return read_attrs(env, "maxPullDist")
-
-    def reward_v1(self, obs, action, kin, c):
-        """Reach the lever, then move it to the goal."""
-        obj = obs[OBS_OBJ1_POS]
-        return rewards.v1_reach_then_progress(
-            jnp.linalg.norm(obj - tcp_center(kin)), jnp.linalg.norm(obj - c["target_pos"]), c["maxPullDist"]
-        )
 
 
 TASKS = (LeverPull(),)
