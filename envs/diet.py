@@ -13,11 +13,12 @@ vertices) dominate both. Meta-World's episodes touch few of the pairs its models
    episode per goal: the scripted expert on ``EXPERT_GOALS`` goals, the expert with Gaussian action
    noise, uniform random actions, and random reaching (targets in the hand's box or at the object);
    every geom pair in ``data.contact`` after every physics
-   substep (``frame_skip`` per control step) is recorded with how many substeps it was seen. Goals
+   substep (``frame_skip`` per control step) is recorded with how many substeps it was seen. More
+   rounds of random reaching follow until one sees no new pair (``MAX_ROUNDS``). Goals
    are the first goals of the official ``MT50(seed 0)`` table; noise and random actions come from
    seeded generators, so the table is reproducible by one command.
-2. **Allowed pairs**: the pairs seen, plus the gripper's left/right symmetry (a geom one finger
-   geom touched may meet all four, ``finger_closure``). ``diet_model`` lets only those collide, by
+2. **Allowed pairs**: the pairs seen, plus the gripper's symmetry (a geom one gripper geom touched
+   may meet all five: four finger boxes and the hand, ``finger_closure``). ``diet_model`` lets only those collide, by
    contype/conaffinity bits (one bit per geom of a vertex cover of the allowed pairs), so MuJoCo's
    own contact parameter mixing, body filtering and excludes apply unchanged.
 3. **Replacements**: where a kept pair has a geom MJX JAX has no collision function for (a cylinder
@@ -59,9 +60,13 @@ RANDOM_GOALS = (28, 29, 30, 31)  # uniform random actions
 # open or closed at random: a random walk alone rarely gets near the table or the objects.
 REACH_GOALS = (32, 33, 34, 35, 36, 37, 38, 39)
 REACH_SEGMENT = 25
-# The gripper's four finger geoms (every task has them): a geom one of them touched may be touched by
-# all four (left/right symmetry of the hand; a pad and its claw sit side by side).
-FINGER_GEOMS = ("leftclaw_it", "leftpad_geom", "rightclaw_it", "rightpad_geom")
+# Then rounds of random reaching (the same goals, fresh draws) until a round sees no new pair: rare
+# contacts of the hand with fixture parts need more than one round on the larger models.
+MAX_ROUNDS = 6
+# The gripper's geoms (every task has them): four finger boxes and the hand (its mesh, replaced by a
+# box). A geom one of them touched may be touched by all five: left/right symmetry, a pad and its claw
+# side by side, the hand just above the fingers (rare contacts the survey may see on one side only).
+FINGER_GEOMS = ("leftclaw_it", "leftpad_geom", "rightclaw_it", "rightpad_geom", "right_hand#0")
 SURVEY_NOISE_SEED = 0
 # Coverage check: other goals of the same table, other noise draws.
 CHECK_EXPERT_GOALS = (40, 41, 42, 43)
@@ -132,8 +137,12 @@ def episode_plan(expert_goals, noisy, random_goals, reach_goals=()) -> list[dict
     return plan
 
 
-def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_STEPS) -> tuple[dict, mujoco.MjModel]:
+def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_STEPS,
+           actor=None) -> tuple[dict, mujoco.MjModel]:
     """Official episodes of ``plan`` -> ({(label1, label2): {kind: substeps seen}}, official model).
+
+    Episodes of kind "policy" take their actions from ``actor(obs) -> action`` (e.g. a trained
+    policy, wrapped by its caller: ``envs`` does not load checkpoints).
 
     Every physics substep is recorded: the official ``mj_step(nstep=frame_skip)`` is run as
     ``frame_skip`` single steps (the same arithmetic) with ``data.contact`` read after each."""
@@ -171,7 +180,9 @@ def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_ST
             env.set_task(assets.make_task_data(task, goals[ep["goal"]]))
             obs, _ = env.reset()
             for t in range(steps):
-                if ep["kind"] == "random":
+                if ep["kind"] == "policy":
+                    a = np.asarray(actor(obs), np.float64)
+                elif ep["kind"] == "random":
                     a = rng.uniform(-1, 1, 4)
                 elif ep["kind"] == "reach":
                     if t % REACH_SEGMENT == 0:
@@ -192,8 +203,8 @@ def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_ST
 
 # ---- from pairs to edits ----------------------------------------------------------------------
 def finger_closure(m: mujoco.MjModel, seen: set, cand: set) -> list[tuple[str, str]]:
-    """Pairs not seen that ``FINGER_GEOMS`` symmetry adds: (finger, g) for every finger and every g
-    some finger touched, where MJX would test the pair at all."""
+    """Pairs not seen that ``FINGER_GEOMS`` symmetry adds: (gripper geom, g) for every gripper geom and
+    every g some gripper geom touched, where MJX would test the pair at all."""
     fingers = set(FINGER_GEOMS)
     touched = {b if a in fingers else a for a, b in seen if (a in fingers) != (b in fingers)}
     cand_keys = {pair_key(m, *p) for p in cand}
@@ -327,6 +338,15 @@ def build_entry(task: str, log=print) -> dict:
     t0 = time.perf_counter()
     plan = episode_plan(EXPERT_GOALS, NOISY, RANDOM_GOALS, REACH_GOALS)
     seen, m = survey(task, plan, SURVEY_NOISE_SEED)
+    rounds = [{"noise_seed": SURVEY_NOISE_SEED, "plan": plan, "new_pairs": len(seen)}]
+    while len(rounds) < MAX_ROUNDS and rounds[-1]["new_pairs"]:
+        more = episode_plan((), (), (), REACH_GOALS)
+        extra, _ = survey(task, more, SURVEY_NOISE_SEED + len(rounds))
+        new = set(extra) - set(seen)
+        for k, counts in extra.items():
+            seen[k] = {kind: seen.get(k, {}).get(kind, 0) + counts.get(kind, 0) for kind in {*seen.get(k, {}), *counts}}
+        rounds.append({"noise_seed": SURVEY_NOISE_SEED + len(rounds), "plan": more, "new_pairs": len(new)})
+    seen = dict(sorted(seen.items()))
     cand = candidate_pairs(m)
     closure = finger_closure(m, set(seen), cand)
     pairs = sorted({*seen, *closure})
@@ -343,14 +363,14 @@ def build_entry(task: str, log=print) -> dict:
         "collidable_geoms": len(collidable),
         "kept_geoms": len(kept),
         "candidate_pairs": len(cand),
-        "episodes": {"benchmark": SURVEY_BENCHMARK, "seed": SURVEY_SEED, "noise_seed": SURVEY_NOISE_SEED,
-                     "steps": EPISODE_STEPS, "plan": plan},
+        "episodes": {"benchmark": SURVEY_BENCHMARK, "seed": SURVEY_SEED, "steps": EPISODE_STEPS, "rounds": rounds},
     }
     unknown = [p for p in pairs if tuple(sorted((geom_id(m, p[0]), geom_id(m, p[1])))) not in cand]
     if unknown:
         raise RuntimeError(f"{task}: contacts outside MJX's candidate pairs: {unknown}")
     log(f"{task:28s} geoms {len(collidable):3d} -> {len(kept):2d}  pairs {len(cand):4d} -> {len(pairs):3d}  "
-        f"replaced {len(replace)}  margins 0: {len(zero)}  ({time.perf_counter() - t0:.0f} s)")
+        f"replaced {len(replace)}  margins 0: {len(zero)}  rounds {len(rounds)} "
+        f"(new pairs {[r['new_pairs'] for r in rounds]})  ({time.perf_counter() - t0:.0f} s)")
     return out
 
 
@@ -366,11 +386,14 @@ def write_table(entries: dict, path: Path = DIET_PATH) -> None:
 
 
 def coverage(task: str, expert_goals=CHECK_EXPERT_GOALS, noisy=CHECK_NOISY, random_goals=CHECK_RANDOM_GOALS,
-             reach_goals=CHECK_REACH_GOALS, noise_seed: int = CHECK_NOISE_SEED, steps: int = EPISODE_STEPS) -> dict:
-    """Fresh official episodes -> {"outside": {pair: substeps by kind}, "seen": n pairs, "episodes": plan}."""
+             reach_goals=CHECK_REACH_GOALS, noise_seed: int = CHECK_NOISE_SEED, steps: int = EPISODE_STEPS,
+             actor=None, policy_goals=()) -> dict:
+    """Fresh official episodes -> {"outside": {pair: substeps by kind}, "seen": n pairs, "episodes": plan}.
+    With ``actor`` (obs -> action), also one episode per ``policy_goals`` goal driven by it."""
     allowed = {tuple(p) for p in entry(task)["pairs"]}
     plan = episode_plan(expert_goals, noisy, random_goals, reach_goals)
-    seen, _ = survey(task, plan, noise_seed, steps)
+    plan += [{"kind": "policy", "goal": int(g), "sigma": None} for g in policy_goals]
+    seen, _ = survey(task, plan, noise_seed, steps, actor)
     outside = {f"{a} / {b}": c for (a, b), c in seen.items() if (a, b) not in allowed}
     return {"outside": outside, "seen": len(seen), "episodes": plan}
 
