@@ -57,7 +57,7 @@ class PPOConfig:
     num_epochs: int = 16
     num_minibatches: int = 32
     rollout_length: int = 500  # steps per env per iteration
-    advantage_norm: str = "iteration"  # per task: over the iteration's whole batch | over each minibatch (kept: docs/results/mt10-item6-cpu)
+    advantage_norm: str = "iteration"  # per task, over the iteration's batch | over each minibatch (ahead in 3/3 short MT10 runs, not yet the default: docs/results/mt10-item6-cpu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +69,7 @@ class NetworkConfig:
     ln_affine: bool = False
     log_std_min: float = LOG_STD_MIN  # bounds of the actor's state-dependent log-std (pre-tanh Gaussian)
     log_std_max: float = LOG_STD_MAX
-    log_std_clip: str = "hard"  # hard | soft (networks.soft_clip: the bounds never stop the gradient)
+    log_std_clip: str = "hard"  # hard | soft (networks.soft_clip: the bounds never stop the gradient; starts at std 0.51 and learned slower on MT10: docs/results/mt10-item6-cpu)
     policy_std: str = "state"  # state: the actor head outputs the log-std (the 717K count) | param: one learned log-std per action dim
 
 
