@@ -68,6 +68,7 @@ def test_make_backend_names_a_task_without_a_diet(monkeypatch):
         make_backend("jax", env.task_model, [0, 0, 0], [1, 1, 1])
 
 
+@pytest.mark.slow  # one more MJX trace (~70 s on this loaded 2-core machine)
 def test_step_is_one_xla_program_without_host_callbacks():
     env = SawyerEnv("reach", impl="jax")
     state = env.reset(jax.random.PRNGKey(0), 2)
