@@ -194,14 +194,16 @@ def test_warp_multitask_step_is_bit_identical_to_stepping_each_group_alone():
 
 
 def test_backend_names_come_from_one_list_and_auto_is_resolved_in_one_function(monkeypatch, capsys):
-    from envs import parity
+    from envs import diet, parity
     from envs.backends import IMPL_CHOICES, IMPLS, check_impl
 
     assert IMPL_CHOICES == ("auto", *IMPLS)
     assert check_impl("auto") == "mujoco"  # CPU
-    # A platform whose backend cannot run here (TPU -> jax, not built) falls back to the exact backend.
+    # TPU -> MJX JAX; a task it cannot run (no collision diet) falls back to the exact backend.
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-    assert check_impl("auto") == "mujoco"
+    assert check_impl("auto") == "jax"
+    monkeypatch.setattr(diet, "entry", lambda task: (_ for _ in ()).throw(diet.NoDietError(f"no diet for {task}")))
+    assert check_impl("auto", ("reach",)) == "mujoco"
     with pytest.raises(ValueError, match="unknown impl 'cuda'; valid: " + ", ".join(IMPL_CHOICES)):
         check_impl("cuda")
     assert parity.main(["--tasks", "reach", "--impl", "cuda"]) == 2
