@@ -75,12 +75,13 @@ def test_diet_keeps_official_contact_parameters():
     assert checked >= 5  # the puck rests on the table in every reset state
 
 
-def test_finger_closure_adds_every_finger_for_a_geom_one_finger_touched():
+def test_gripper_closure_adds_every_gripper_geom_for_a_geom_one_of_them_touched():
     m = _task_model("pick-place").model
     cand = diet.candidate_pairs(m)
     seen = {("leftpad_geom", "objGeom"), ("objGeom", "tablelink#2")}
     added = diet.finger_closure(m, seen, cand)
-    assert sorted(added) == [("leftclaw_it", "objGeom"), ("objGeom", "rightclaw_it"), ("objGeom", "rightpad_geom")]
+    assert sorted(added) == [("leftclaw_it", "objGeom"), ("objGeom", "right_hand#0"), ("objGeom", "rightclaw_it"),
+                             ("objGeom", "rightpad_geom")]
 
 
 @pytest.mark.parametrize("task", ["pick-place", "drawer-open"])
