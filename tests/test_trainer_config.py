@@ -143,6 +143,7 @@ def test_parse_args_preset_then_flag_overrides():
         (["--nan-rollbacks", "-1"], "--nan-rollbacks -1"),
         (["--critic-combiner", "fairgard"], "did you mean fairgrad"),
         (["--impl", "cuda"], "choose one of: mujoco, warp, jax, auto"),
+        (["--impl", "jax"], "has no collision diet yet"),  # a task without its MJX collision diet
         (["--devices", "-1"], "--devices -1"),
         (["--distributed", "always"], "--distributed 'always' is not a mode; valid: auto, on, off"),
     ],

@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None, *, make_env: Callable | None = None)
         if reward_version not in REWARD_VERSIONS:
             raise ConfigError(f"--reward-version {reward_version!r} is not valid; choose one of: {', '.join(REWARD_VERSIONS)}")
         if make_env is None:
-            impl = check_impl(impl)  # auto resolves by platform, as in train
+            impl = check_impl(impl, policy.tasks)  # auto resolves by platform, as in train
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -140,13 +140,13 @@ class PlainProgress:
                            f"elapsed {_clock(elapsed)} | ETA {eta}", highlight=False, soft_wrap=True)
 
 
-def check_impl(impl: str) -> str:
-    """The physics backend `impl` resolves to here (`auto`: by platform); a backend that cannot run
-    here is bad input (ConfigError), found before anything compiles."""
+def check_impl(impl: str, tasks=()) -> str:
+    """The physics backend `impl` resolves to here for `tasks` (`auto`: by platform); a backend that
+    cannot run here, or cannot run one of the tasks, is bad input (ConfigError), found before anything compiles."""
     from envs import backends
 
     try:
-        return backends.check_impl(impl)
+        return backends.check_impl(impl, tuple(tasks))
     except (backends.BackendUnavailableError, ValueError) as err:
         raise cfg.ConfigError(f"--impl {impl!r}: {err}") from None
 

@@ -109,7 +109,7 @@ def main(
         resolve_video_tasks(config.train.video_tasks, tasks)
         join_cluster(config.train.distributed)
         if make_env is None:
-            check_impl(config.env.impl)
+            check_impl(config.env.impl, tasks)  # impl=jax: every task needs its collision diet
         # A run directory of another config, or a checkpoint of another layout, is bad input too.
         run(config, tasks, make_env or default_make_env, compiler_options)
     except cfg.ConfigError as err:
