@@ -144,3 +144,16 @@ class ReachThenMoveV1:
         return rewards.v1_reach_then_progress(
             jnp.linalg.norm(obj - tcp_center(kin)), jnp.linalg.norm(obj - c["target_pos"]), c["maxPullDist"]
         )
+
+
+class PushV1:
+    """The V1 reward of push-back, push-wall and soccer (official: push's V1 branch, line for line): reach
+    the puck, then push it to the goal in xy, with ``maxPushDist`` (``rewards.v1_reach_then_progress``)."""
+
+    def constants_v1(self, env):
+        return read_attrs(env, "maxPushDist")
+
+    def reward_v1(self, obs, action, kin, c):
+        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
+        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
+        return rewards.v1_reach_then_progress(reach_dist, jnp.linalg.norm(obj[:2] - goal[:2]), c["maxPushDist"])

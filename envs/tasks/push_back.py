@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.base import PushV1, Task, info, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 OBJ_RADIUS = 0.007
@@ -31,7 +31,7 @@ def pad_caging_reward(action, obj_pos, kin, c, *, obj_radius, grip_extra, x_z_su
     return (caging + gripping) / 2
 
 
-class PushBack(Task):
+class PushBack(PushV1, Task):
     name = "push-back"
     frames = ("geom:objGeom",)
 
@@ -60,14 +60,6 @@ class PushBack(Task):
             object_grasped, in_place, target_to_obj, reward,
         )
 
-    def constants_v1(self, env):
-        return read_attrs(env, "maxPushDist")
-
-    def reward_v1(self, obs, action, kin, c):
-        """Official V1: push's, line for line (reach the puck, then push it to the goal in xy)."""
-        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
-        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
-        return rewards.v1_reach_then_progress(reach_dist, jnp.linalg.norm(obj[:2] - goal[:2]), c["maxPushDist"])
 
 
 TASKS = (PushBack(),)

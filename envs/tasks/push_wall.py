@@ -5,13 +5,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.base import PushV1, Task, info, tcp_center
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
 TARGET_RADIUS = 0.05
 
 
-class PushWall(Task):
+class PushWall(PushV1, Task):
     name = "push-wall"
     frames = ("geom:objGeom",)
 
@@ -48,14 +48,6 @@ class PushWall(Task):
             object_grasped, in_place_part2, obj_to_target, reward,
         )
 
-    def constants_v1(self, env):
-        return read_attrs(env, "maxPushDist")
-
-    def reward_v1(self, obs, action, kin, c):
-        """Official V1: push's, line for line (the wall is not in it)."""
-        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
-        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
-        return rewards.v1_reach_then_progress(reach_dist, jnp.linalg.norm(obj[:2] - goal[:2]), c["maxPushDist"])
 
 
 TASKS = (PushWall(),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from envs import rewards
-from envs.tasks.base import Task, info, read_attrs, tcp_center
+from envs.tasks.base import PushV1, Task, info, tcp_center
 from envs.tasks.push_back import pad_caging_reward
 from envs.types import OBS_GRIPPER, OBS_OBJ1_POS
 
@@ -13,7 +13,7 @@ OBJ_RADIUS = 0.013
 TARGET_RADIUS = 0.07
 
 
-class Soccer(Task):
+class Soccer(PushV1, Task):
     name = "soccer"
     frames = ("body:soccer_ball",)
 
@@ -48,14 +48,6 @@ class Soccer(Task):
             object_grasped, in_place, obj_to_target, reward,
         )
 
-    def constants_v1(self, env):
-        return read_attrs(env, "maxPushDist")
-
-    def reward_v1(self, obs, action, kin, c):
-        """Official V1: push's V1 branch (reachCompleted = reachDist < 0.05, set before it is read)."""
-        obj, goal = obs[OBS_OBJ1_POS], c["target_pos"]
-        reach_dist = jnp.linalg.norm(tcp_center(kin) - obj)
-        return rewards.v1_reach_then_progress(reach_dist, jnp.linalg.norm(obj[:2] - goal[:2]), c["maxPushDist"])
 
 
 TASKS = (Soccer(),)
