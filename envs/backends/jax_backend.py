@@ -29,9 +29,9 @@ from flax import struct
 from envs import diet
 from envs.assets import TaskModel
 from envs.backends import CPU_XLA_FLAG
-from envs.backends.base import PhysicsBackend
+from envs.backends.mjx_common import MjxBackend, MjxData, zeros_in_program
 from envs.backends.mujoco_backend import unpack_frames
-from envs.control import ACTION_DIVISOR, FRAME_SKIP, MOCAP_QUAT
+from envs.control import FRAME_SKIP
 from envs.types import Kinematics
 
 log = logging.getLogger("envs")
@@ -43,82 +43,40 @@ def _warn_without_flag() -> None:
 
 
 @struct.dataclass
-class JaxData:
-    qpos: jax.Array  # [nq] float32
-    qvel: jax.Array  # [nv]
-    mocap_pos: jax.Array  # [nmocap, 3]
-    mocap_quat: jax.Array  # [nmocap, 4]
-    qacc_warmstart: jax.Array  # [nv] the solver's warm start, carried like official MjData does
+class JaxData(MjxData):
+    """``MjxData`` as is: qpos, qvel, mocap poses, the solver's warm start."""
 
 
-class JaxBackend(PhysicsBackend):
-    """The ``jax`` physics backend (MJX JAX on the dieted model); default ``step_groups``."""
+class JaxBackend(MjxBackend):
+    """The ``jax`` physics backend (MJX JAX on the dieted model); default ``step_groups``; host
+    conversions and control law from ``MjxBackend``."""
 
     name = "jax"
+    data_cls = JaxData
 
     def __init__(self, tm: TaskModel, mocap_low, mocap_high):
         from mujoco import mjx
 
-        self.tm = tm
-        self.task = tm.task
+        self._setup(tm, mocap_low, mocap_high)
         self.diet = diet.entry(tm.task)
         self.model, self.edits = diet.diet_model(tm.model, self.diet)
         _warn_without_flag()
         self.mx = mjx.put_model(self.model, impl="jax")
         self._template_np = jax.tree.map(np.asarray, mjx.make_data(self.model, impl="jax"))
-        self.mocap_low = jnp.asarray(mocap_low, jnp.float32)
-        self.mocap_high = jnp.asarray(mocap_high, jnp.float32)
-        self._sl = tm.state_slices()
-        self._k = tm.sawyer_mocap
-
-    # ---- table / host conversions -----------------------------------------------------------
-    def init_table(self, state64: np.ndarray) -> JaxData:
-        """float64 [n, nstate] port-layout states (the reset table) -> JaxData with leading axis n."""
-        s, m = self._sl, self.tm.model
-        n = len(state64)
-        f32 = lambda x: jnp.asarray(np.asarray(x, np.float64), jnp.float32)  # noqa: E731
-        return JaxData(
-            qpos=f32(state64[:, s["qpos"]]),
-            qvel=f32(state64[:, s["qvel"]]),
-            mocap_pos=f32(state64[:, s["mocap_pos"]].reshape(n, m.nmocap, 3)),
-            mocap_quat=f32(state64[:, s["mocap_quat"]].reshape(n, m.nmocap, 4)),
-            qacc_warmstart=jnp.zeros((n, m.nv), jnp.float32),
-        )
-
-    def set_physics(self, data: JaxData, state64: np.ndarray) -> JaxData:
-        """Overwrite a batch's physics with port-layout float64 states (state replay)."""
-        return self.init_table(state64).replace(qacc_warmstart=data.qacc_warmstart)
-
-    def physics_state(self, data: JaxData) -> np.ndarray:
-        """A batch's physics as port-layout float64 states [B, nstate] (host side)."""
-        s = self._sl
-        qpos, qvel, mp, mq = (np.asarray(x, np.float64) for x in (data.qpos, data.qvel, data.mocap_pos, data.mocap_quat))
-        out = np.zeros((len(qpos), self.tm.nstate))
-        out[:, s["qpos"]], out[:, s["qvel"]] = qpos, qvel
-        out[:, s["mocap_pos"]], out[:, s["mocap_quat"]] = mp.reshape(len(qpos), -1), mq.reshape(len(qpos), -1)
-        return out
 
     # ---- the step ---------------------------------------------------------------------------
     def _template(self):
-        # All-zero leaves are built in the program rather than embedded as constants.
-        return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype) if not np.any(x) else jnp.asarray(x), self._template_np)
+        return zeros_in_program(self._template_np)
 
     def step(self, data: JaxData, action: jax.Array) -> tuple[JaxData, Kinematics]:
         """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
         from mujoco import mjx
 
         template = self._template()
-        k, mx = self._k, self.mx
+        mx = self.mx
 
         def prepare(row: JaxData, a: jax.Array):
-            # SawyerXYZEnv.set_xyz_action + the gripper's two position actuators (as in the warp backend).
-            pos = jnp.clip(row.mocap_pos[k] + jnp.clip(a[:3], -1.0, 1.0) / ACTION_DIVISOR, self.mocap_low, self.mocap_high)
-            return template.replace(
-                qpos=row.qpos, qvel=row.qvel, qacc_warmstart=row.qacc_warmstart,
-                mocap_pos=row.mocap_pos.at[k].set(pos),
-                mocap_quat=row.mocap_quat.at[k].set(jnp.asarray(MOCAP_QUAT, jnp.float32)),
-                ctrl=jnp.stack([a[3], -a[3]]),
-            )
+            return self.prepare(template, row, a)
 
         # The loop runs on the batch (vmap inside the loop, not a vmapped loop): the same program,
         # traced without JAX's scan batching rule (a third of the tracing time).

@@ -37,9 +37,9 @@ import numpy as np
 from flax import struct
 
 from envs.assets import TaskModel
-from envs.backends.base import PhysicsBackend
+from envs.backends.mjx_common import MjxBackend, MjxData, zeros_in_program
 from envs.backends.mujoco_backend import unpack_frames
-from envs.control import ACTION_DIVISOR, FRAME_SKIP, MOCAP_QUAT
+from envs.control import FRAME_SKIP
 from envs.types import Kinematics
 
 log = logging.getLogger("envs")
@@ -108,12 +108,7 @@ class PhysicsOverflowError(RuntimeError):
 
 
 @struct.dataclass
-class WarpData:
-    qpos: jax.Array  # [nq] float32
-    qvel: jax.Array  # [nv]
-    mocap_pos: jax.Array  # [nmocap, 3]
-    mocap_quat: jax.Array  # [nmocap, 4]
-    qacc_warmstart: jax.Array  # [nv] the solver's warm start, carried like official MjData does
+class WarpData(MjxData):  # qpos, qvel, mocap_pos, mocap_quat, qacc_warmstart, then Warp's buffer counters:
     nacon: jax.Array  # [] int32: contacts of the whole batch at the last step (buffer: naconmax)
     nefc: jax.Array  # [] int32: constraint rows of this env at the last step (buffer: njmax)
 
@@ -138,10 +133,12 @@ def edit_model(model: mujoco.MjModel) -> tuple[mujoco.MjModel, tuple[str, ...]]:
     return model, tuple(edits)
 
 
-class WarpBackend(PhysicsBackend):
-    """The ``warp`` physics backend; ``step_groups`` is the default one (each group's own Warp step)."""
+class WarpBackend(MjxBackend):
+    """The ``warp`` physics backend; ``step_groups`` is the default one (each group's own Warp step);
+    host conversions and control law from ``MjxBackend``."""
 
     name = "warp"
+    data_cls = WarpData
 
     def __init__(self, tm: TaskModel, mocap_low, mocap_high, *, nacon_per_env: int | None = None,
                  njmax: int | None = None):
@@ -149,8 +146,7 @@ class WarpBackend(PhysicsBackend):
         from mujoco import mjx
 
         wp.config.quiet = True
-        self.tm = tm
-        self.task = tm.task
+        self._setup(tm, mocap_low, mocap_high)
         self.model, self.edits = edit_model(tm.model)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -161,42 +157,12 @@ class WarpBackend(PhysicsBackend):
             log.info("warp model of %s: %s", tm.task, note)
         # Overflow is counted in WarpData.nacon/nefc and raised on the host, not printed per step.
         self.mx = mx.tree_replace({"opt._impl.warn_overflow": 0})
-        self.mocap_low = jnp.asarray(mocap_low, jnp.float32)
-        self.mocap_high = jnp.asarray(mocap_high, jnp.float32)
         sizes = WARP_SIZES.get(tm.task, DEFAULT_SIZES)
         self.nacon_per_env = int(nacon_per_env or sizes[0])
         self.njmax = int(njmax or sizes[1])
-        self._sl = tm.state_slices()
-        self._k = tm.sawyer_mocap
 
-    # ---- table / host conversions -----------------------------------------------------------
-    def init_table(self, state64: np.ndarray) -> WarpData:
-        """float64 [n, nstate] port-layout states (the reset table) -> WarpData with leading axis n."""
-        s, m = self._sl, self.tm.model
-        n = len(state64)
-        f32 = lambda x: jnp.asarray(np.asarray(x, np.float64), jnp.float32)  # noqa: E731
-        return WarpData(
-            qpos=f32(state64[:, s["qpos"]]),
-            qvel=f32(state64[:, s["qvel"]]),
-            mocap_pos=f32(state64[:, s["mocap_pos"]].reshape(n, m.nmocap, 3)),
-            mocap_quat=f32(state64[:, s["mocap_quat"]].reshape(n, m.nmocap, 4)),
-            qacc_warmstart=jnp.zeros((n, m.nv), jnp.float32),
-            nacon=jnp.zeros((n,), jnp.int32),
-            nefc=jnp.zeros((n,), jnp.int32),
-        )
-
-    def set_physics(self, data: WarpData, state64: np.ndarray) -> WarpData:
-        """Overwrite a batch's physics with port-layout float64 states (state replay)."""
-        return self.init_table(state64).replace(qacc_warmstart=data.qacc_warmstart)
-
-    def physics_state(self, data: WarpData) -> np.ndarray:
-        """A batch's physics as port-layout float64 states [B, nstate] (host side)."""
-        s = self._sl
-        qpos, qvel, mp, mq = (np.asarray(x, np.float64) for x in (data.qpos, data.qvel, data.mocap_pos, data.mocap_quat))
-        out = np.zeros((len(qpos), self.tm.nstate))
-        out[:, s["qpos"]], out[:, s["qvel"]] = qpos, qvel
-        out[:, s["mocap_pos"]], out[:, s["mocap_quat"]] = mp.reshape(len(qpos), -1), mq.reshape(len(qpos), -1)
-        return out
+    def extra_fields(self, n: int) -> dict:
+        return {"nacon": jnp.zeros((n,), jnp.int32), "nefc": jnp.zeros((n,), jnp.int32)}
 
     def _overflow(self, nacon, nefc, naconmax):
         raise PhysicsOverflowError(
@@ -216,26 +182,17 @@ class WarpBackend(PhysicsBackend):
 
     def _template(self, batch: int):
         # Zero buffers (contacts, constraint rows) are built in the program, not embedded as constants.
-        return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype) if not np.any(x) else jnp.asarray(x),
-                            self._template_host(batch))
+        return zeros_in_program(self._template_host(batch))
 
     def step(self, data: WarpData, action: jax.Array) -> tuple[WarpData, Kinematics]:
         """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
         from mujoco import mjx
 
         template = self._template(action.shape[0])
-        k, mx = self._k, self.mx
+        mx = self.mx
 
         def one(row: WarpData, a: jax.Array):
-            # SawyerXYZEnv.set_xyz_action + the gripper's two position actuators.
-            # float32 division by 100 (the mujoco backend multiplies by float32(0.01) as official: ulp-level apart)
-            pos = jnp.clip(row.mocap_pos[k] + jnp.clip(a[:3], -1.0, 1.0) / ACTION_DIVISOR, self.mocap_low, self.mocap_high)
-            d = template.replace(
-                qpos=row.qpos, qvel=row.qvel, qacc_warmstart=row.qacc_warmstart,
-                mocap_pos=row.mocap_pos.at[k].set(pos),
-                mocap_quat=row.mocap_quat.at[k].set(jnp.asarray(MOCAP_QUAT, jnp.float32)),
-                ctrl=jnp.stack([a[3], -a[3]]),
-            )
+            d = self.prepare(template, row, a)
             for _ in range(FRAME_SKIP):
                 d = mjx.step(mx, d)
             d = mjx.forward(mx, d)
