@@ -7,7 +7,9 @@ too (how it is verified here), with the XLA flag ``envs.backends.CPU_XLA_FLAG`` 
 Model. MJX JAX collides every candidate geom pair at every substep with a fixed-size program, so
 each task runs on its *collision diet* (``envs/diet.py``, table ``envs/diet.json``): only the geom
 pairs official episodes touch may collide, kept geoms MJX JAX cannot collide (cylinders against
-boxes or meshes, very large meshes) become fitted boxes, and margins on mesh pairs are 0. Solver
+boxes or meshes, very large meshes) become fitted boxes, and margins on mesh pairs are 0. Kept
+primitive geoms with a margin (the gripper's claws and pads, 1 mm) are grown by it instead
+(``envs/backends/margins.py``: MJX JAX's box-box and capsule-box functions ignore margins). Solver
 options, masses and everything else are official. A task without a diet raises ``NoDietError``.
 
 Per-env state. Like ``warp``: the env state is the small ``JaxData`` (positions, velocities, mocap
@@ -30,6 +32,7 @@ from envs import diet
 from envs.assets import TaskModel
 from envs.backends import CPU_XLA_FLAG
 from envs.backends.mjx_common import MjxBackend, MjxData, zeros_in_program
+from envs.backends.margins import inflatable, inflate_margins
 from envs.backends.mujoco_backend import unpack_frames
 from envs.control import FRAME_SKIP
 from envs.types import Kinematics
@@ -59,7 +62,10 @@ class JaxBackend(MjxBackend):
 
         self._setup(tm, mocap_low, mocap_high)
         self.diet = diet.entry(tm.task)
-        self.model, self.edits = diet.diet_model(tm.model, self.diet)
+        dieted, edits = diet.diet_model(tm.model, self.diet)
+        kept = {diet.geom_id(dieted, label) for pair in self.diet["pairs"] for label in pair}
+        self.model, grown = inflate_margins(dieted, inflatable(dieted, kept))
+        self.edits = edits + grown
         _warn_without_flag()
         self.mx = mjx.put_model(self.model, impl="jax")
         self._template_np = jax.tree.map(np.asarray, mjx.make_data(self.model, impl="jax"))
