@@ -21,9 +21,10 @@ vertices) dominate both. Meta-World's episodes touch few of the pairs its models
    may meet all five: four finger boxes and the hand, ``finger_closure``). ``diet_model`` lets only those collide, by
    contype/conaffinity bits (one bit per geom of a vertex cover of the allowed pairs), so MuJoCo's
    own contact parameter mixing, body filtering and excludes apply unchanged.
-3. **Replacements**: where a kept pair has a geom MJX JAX has no collision function for (a cylinder
-   against a box or mesh) or a mesh larger than ``MAX_MESH_VERTS`` vertices, that geom becomes a box
-   fitted to it (a cylinder's circumscribed box; a mesh's bounding box in its own frame). Masses and
+3. **Replacements** (``plan_edits``): where a kept pair has a geom MJX JAX has no collision function
+   for (a cylinder or an ellipsoid against a box or mesh, repeated until every kept pair has one)
+   or a mesh larger than ``MAX_MESH_VERTS`` vertices, that geom becomes a box fitted to it (a
+   cylinder's or ellipsoid's circumscribed box; a mesh's bounding box in its own frame). Masses and
    inertias are the compiled official ones (a geom's shape is changed after compilation).
 4. **Margins**: MJX JAX has no margin on mesh pairs; where a kept pair involves a mesh, the margins
    (and gaps) of its two geoms become 0 (the gripper pads' official 0.001).
@@ -80,6 +81,7 @@ EPISODE_STEPS = 500
 _MESH = int(mujoco.mjtGeom.mjGEOM_MESH)
 _BOX = int(mujoco.mjtGeom.mjGEOM_BOX)
 _CYLINDER = int(mujoco.mjtGeom.mjGEOM_CYLINDER)
+_ELLIPSOID = int(mujoco.mjtGeom.mjGEOM_ELLIPSOID)
 _PLANE = int(mujoco.mjtGeom.mjGEOM_PLANE)
 
 
@@ -226,28 +228,50 @@ def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fitted_box(m: mujoco.MjModel, g: int) -> dict:
+    """The box replacing geom ``g`` in its own frame: a cylinder (radius r, half-height h) -> (r, r, h) and
+    an ellipsoid (radii a, b, c) -> (a, b, c), both circumscribed, at the geom's pose; a mesh -> its
+    bounding box in the geom frame."""
+    t = int(m.geom_type[g])
+    if t == _MESH:
+        mesh = int(m.geom_dataid[g])
+        center, half = m.geom_aabb[g][:3], m.geom_aabb[g][3:]
+        pos = m.geom_pos[g] + _quat_rotate(m.geom_quat[g], center)
+        was = f"mesh {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_MESH, mesh)} ({int(m.mesh_vertnum[mesh])} vertices)"
+        return {"was": was, "type": "box", "size": [float(x) for x in half], "pos": [float(x) for x in pos]}
+    if t == _CYLINDER:
+        r, h = m.geom_size[g][:2]
+        was, size = f"cylinder r={r:.4g} h={h:.4g}", [float(r), float(r), float(h)]
+    elif t == _ELLIPSOID:
+        size = [float(x) for x in m.geom_size[g]]
+        was = f"ellipsoid radii {np.round(size, 4).tolist()}"
+    else:
+        raise NotImplementedError(f"no box fit for geom {geom_label(m, g)} ({mujoco.mjtGeom(t)})")
+    return {"was": was, "type": "box", "size": size, "pos": [float(x) for x in m.geom_pos[g]]}
+
+
 def plan_edits(m: mujoco.MjModel, pairs: list[tuple[str, str]]) -> tuple[dict, list[str]]:
     """The replacements and zeroed margins a model needs for MJX JAX to collide exactly ``pairs``.
 
     Returns ({label: {"was": ..., "type": "box", "size": [3], "pos": [3]}}, [labels whose margin and
-    gap become 0]). Sizes are fitted from the official model: a cylinder (radius r, half-height h)
-    -> box (r, r, h) at its own pose; a mesh -> its bounding box in the geom frame."""
+    gap become 0]). A kept mesh larger than ``MAX_MESH_VERTS`` becomes its fitted box (``_fitted_box``).
+    A cylinder or ellipsoid kept against a partner MJX JAX has no collision function with (a box or a
+    mesh: ``collision_driver.has_collision_fn``) becomes its circumscribed box. A box collides with
+    every type but cylinders and ellipsoids, so this repeats until every pair has a function (a
+    cylinder kept against a cylinder that became a box becomes one too); a box keeps the flat ends a
+    capsule would round off (a cylinder standing on the table stays standing)."""
     ids = [(geom_id(m, a), geom_id(m, b)) for a, b in pairs]
-    replace: dict[int, dict] = {}
-    for g in sorted({g for p in ids for g in p}):
-        t = int(m.geom_type[g])
-        partners = [int(m.geom_type[b if a == g else a]) for a, b in ids if g in (a, b)]
-        if t == _CYLINDER and any(not _has_fn(t, u) for u in partners):
-            r, h = m.geom_size[g][:2]
-            replace[g] = {"was": f"cylinder r={r:.4g} h={h:.4g}", "type": "box",
-                          "size": [float(r), float(r), float(h)], "pos": [float(x) for x in m.geom_pos[g]]}
-        elif t == _MESH and m.mesh_vertnum[m.geom_dataid[g]] > MAX_MESH_VERTS:
-            center, half = m.geom_aabb[g][:3], m.geom_aabb[g][3:]
-            pos = m.geom_pos[g] + _quat_rotate(m.geom_quat[g], center)
-            replace[g] = {"was": f"mesh {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_MESH, m.geom_dataid[g])} "
-                                 f"({int(m.mesh_vertnum[m.geom_dataid[g]])} vertices)",
-                          "type": "box", "size": [float(x) for x in half], "pos": [float(x) for x in pos]}
-    types = {g: (_BOX if g in replace else int(m.geom_type[g])) for p in ids for g in p}
+    kept = sorted({g for p in ids for g in p})
+    replace = {g: _fitted_box(m, g) for g in kept
+               if m.geom_type[g] == _MESH and m.mesh_vertnum[m.geom_dataid[g]] > MAX_MESH_VERTS}
+    types = {g: (_BOX if g in replace else int(m.geom_type[g])) for g in kept}
+    while True:
+        fit = {g for a, b in ids if not _has_fn(types[a], types[b])
+               for g in (a, b) if types[g] in (_CYLINDER, _ELLIPSOID)}
+        if not fit:
+            break
+        for g in sorted(fit):
+            replace[g], types[g] = _fitted_box(m, g), _BOX
     zero = set()
     for a, b in ids:
         if _MESH in (types[a], types[b]):
@@ -255,11 +279,14 @@ def plan_edits(m: mujoco.MjModel, pairs: list[tuple[str, str]]) -> tuple[dict, l
         if not _has_fn(types[a], types[b]):
             raise NotImplementedError(f"no MJX JAX collision for kept pair {geom_label(m, a)}-{geom_label(m, b)} "
                                       f"({mujoco.mjtGeom(types[a])}, {mujoco.mjtGeom(types[b])}) after the diet")
-    return ({geom_label(m, g): v for g, v in replace.items()}, sorted(geom_label(m, g) for g in zero))
+    return ({geom_label(m, g): replace[g] for g in sorted(replace)}, sorted(geom_label(m, g) for g in zero))
 
 
 def _cover(pairs: list[tuple[int, int]]) -> list[int]:
-    """A small vertex cover of the pair graph (greedy: the geom in most uncovered pairs first; ties by id)."""
+    """A small vertex cover of the pair graph (greedy: the geom in most uncovered pairs first; ties by id).
+
+    It never holds more than (kept geoms - 1) geoms (once all but one are in it, every pair is covered),
+    so the 31 contype bits suffice for every diet of up to 32 kept geoms (MT50's largest keeps 25)."""
     left, cover = set(pairs), []
     while left:
         deg = Counter(g for p in left for g in p)
@@ -333,9 +360,9 @@ def entry(task: str) -> dict:
     return table[task]
 
 
-def build_entry(task: str, log=print) -> dict:
-    """Survey a task and derive its table entry."""
-    t0 = time.perf_counter()
+def survey_rounds(task: str) -> tuple[dict, list[dict], mujoco.MjModel]:
+    """The survey of a task: the first plan, then rounds of random reaching until one sees no new pair
+    (``MAX_ROUNDS``) -> (pairs seen with substeps by kind, the rounds, the official model)."""
     plan = episode_plan(EXPERT_GOALS, NOISY, RANDOM_GOALS, REACH_GOALS)
     seen, m = survey(task, plan, SURVEY_NOISE_SEED)
     rounds = [{"noise_seed": SURVEY_NOISE_SEED, "plan": plan, "new_pairs": len(seen)}]
@@ -346,7 +373,23 @@ def build_entry(task: str, log=print) -> dict:
         for k, counts in extra.items():
             seen[k] = {kind: seen.get(k, {}).get(kind, 0) + counts.get(kind, 0) for kind in {*seen.get(k, {}), *counts}}
         rounds.append({"noise_seed": SURVEY_NOISE_SEED + len(rounds), "plan": more, "new_pairs": len(new)})
-    seen = dict(sorted(seen.items()))
+    return dict(sorted(seen.items())), rounds, m
+
+
+def build_entry(task: str, log=print) -> dict:
+    """Survey a task and derive its table entry."""
+    t0 = time.perf_counter()
+    seen, rounds, m = survey_rounds(task)
+    out = derive_entry(task, seen, rounds, m)
+    log(f"{task:28s} geoms {out['collidable_geoms']:3d} -> {out['kept_geoms']:2d}  "
+        f"pairs {out['candidate_pairs']:4d} -> {len(out['pairs']):3d}  replaced {len(out['replace'])}  "
+        f"margins 0: {len(out['zero_margin'])}  rounds {len(rounds)} "
+        f"(new pairs {[r['new_pairs'] for r in rounds]})  ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def derive_entry(task: str, seen: dict, rounds: list[dict], m: mujoco.MjModel) -> dict:
+    """A table entry from a survey (``survey_rounds``): allowed pairs, replacements, zeroed margins."""
     cand = candidate_pairs(m)
     closure = finger_closure(m, set(seen), cand)
     pairs = sorted({*seen, *closure})
@@ -368,9 +411,6 @@ def build_entry(task: str, log=print) -> dict:
     unknown = [p for p in pairs if tuple(sorted((geom_id(m, p[0]), geom_id(m, p[1])))) not in cand]
     if unknown:
         raise RuntimeError(f"{task}: contacts outside MJX's candidate pairs: {unknown}")
-    log(f"{task:28s} geoms {len(collidable):3d} -> {len(kept):2d}  pairs {len(cand):4d} -> {len(pairs):3d}  "
-        f"replaced {len(replace)}  margins 0: {len(zero)}  rounds {len(rounds)} "
-        f"(new pairs {[r['new_pairs'] for r in rounds]})  ({time.perf_counter() - t0:.0f} s)")
     return out
 
 

@@ -12,8 +12,7 @@ from envs import diet
 from envs.backends import BackendUnavailableError, check_impl
 from envs.sawyer import SawyerEnv
 
-MT10 = ("reach", "push", "pick-place", "door-open", "drawer-open", "drawer-close", "button-press-topdown",
-        "peg-insert-side", "window-open", "window-close")
+DIETED = tuple(sorted(diet.load_table()))  # every task with a diet
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def _task_model(task):
     return SawyerEnv(task).task_model
 
 
-@pytest.mark.parametrize("task", MT10)
+@pytest.mark.parametrize("task", DIETED)
 def test_dieted_model_collides_exactly_the_table_pairs_and_loads_in_mjx(task, table):
     from mujoco import mjx
 
@@ -98,3 +97,24 @@ def test_a_task_without_a_diet_is_named(monkeypatch):
     with pytest.raises(BackendUnavailableError, match="task 'push' has no collision diet yet.*python -m envs.diet --tasks push"):
         check_impl("jax", ("reach", "push"))
     assert check_impl("jax", ("reach",)) == "jax"
+
+
+def test_replacement_repeats_until_every_kept_pair_has_an_mjx_collision_function():
+    """A cylinder kept against a box becomes its circumscribed box, so a cylinder kept only against that
+    cylinder becomes one too; an ellipsoid kept against a box becomes its box; a cylinder-cylinder pair
+    and a capsule stay as they are."""
+    m = mujoco.MjModel.from_xml_string("""<mujoco><worldbody>
+      <body name="a"><freejoint/><geom name="box" type="box" size=".1 .1 .1"/></body>
+      <body name="b"><freejoint/><geom name="cyl1" type="cylinder" size=".05 .2" pos="0 0 1"/></body>
+      <body name="c"><freejoint/><geom name="cyl2" type="cylinder" size=".03 .1"/></body>
+      <body name="d"><freejoint/><geom name="ell" type="ellipsoid" size=".1 .2 .3"/></body>
+      <body name="e"><freejoint/><geom name="cyl3" type="cylinder" size=".04 .1"/></body>
+      <body name="f"><freejoint/><geom name="cyl4" type="cylinder" size=".04 .1"/></body>
+      <body name="g"><freejoint/><geom name="cap" type="capsule" size=".04 .1"/></body>
+    </worldbody></mujoco>""")
+    pairs = [("box", "cyl1"), ("cyl1", "cyl2"), ("box", "ell"), ("cyl3", "cyl4"), ("box", "cap")]
+    replace, zero = diet.plan_edits(m, pairs)
+    assert sorted(replace) == ["cyl1", "cyl2", "ell"]
+    assert replace["cyl1"]["size"] == pytest.approx([0.05, 0.05, 0.2]) and replace["cyl1"]["pos"] == [0, 0, 1]
+    assert replace["ell"]["size"] == pytest.approx([0.1, 0.2, 0.3])
+    assert zero == []
