@@ -50,6 +50,23 @@ class JaxData(MjxData):
     """``MjxData`` as is: qpos, qvel, mocap poses, the solver's warm start."""
 
 
+def mocap_parents(model) -> tuple[np.ndarray, np.ndarray]:
+    """(body ids, mocap ids) of the mocap bodies that have child bodies (the port's moving fixtures:
+    drawer, door, window frames ...), in mocap-id order."""
+    parents = set(int(p) for p in model.body_parentid[1:])
+    bodies = np.array([b for b in np.argsort(model.body_mocapid) if model.body_mocapid[b] >= 0 and b in parents], int)
+    return bodies, model.body_mocapid[bodies].astype(int)
+
+
+def with_mocap_frames(mx, bodies: np.ndarray, ids: np.ndarray, d):
+    """One env's model with body_pos, body_quat of mocap bodies = d.mocap_pos, d.mocap_quat: MJX JAX
+    (3.16) places a mocap body at its mocap pose only after the kinematic tree, so its children sit
+    where ``body_pos`` puts them; official MuJoCo places them under the mocap pose."""
+    quat = d.mocap_quat[ids] / jnp.linalg.norm(d.mocap_quat[ids], axis=-1, keepdims=True)
+    return mx.replace(body_pos=jnp.asarray(mx.body_pos).at[bodies].set(d.mocap_pos[ids]),
+                      body_quat=jnp.asarray(mx.body_quat).at[bodies].set(quat))
+
+
 class JaxBackend(MjxBackend):
     """The ``jax`` physics backend (MJX JAX on the dieted model); default ``step_groups``; host
     conversions and control law from ``MjxBackend``."""
@@ -68,6 +85,7 @@ class JaxBackend(MjxBackend):
         self.edits = edits + grown
         _warn_without_flag()
         self.mx = mjx.put_model(self.model, impl="jax")
+        self._mocap_parents = mocap_parents(self.model)
         self._template_np = jax.tree.map(np.asarray, mjx.make_data(self.model, impl="jax"))
 
     # ---- the step ---------------------------------------------------------------------------
@@ -84,12 +102,18 @@ class JaxBackend(MjxBackend):
         def prepare(row: JaxData, a: jax.Array):
             return self.prepare(template, row, a)
 
+        d = jax.vmap(prepare)(data, action.astype(jnp.float32))
+        bodies, ids = self._mocap_parents
+        if len(bodies):  # fixtures with moving parts: one model per env (its fixtures' poses)
+            mx = jax.vmap(lambda d: with_mocap_frames(self.mx, bodies, ids, d))(d)
+            axes = 0
+        else:
+            axes = None
         # The loop runs on the batch (vmap inside the loop, not a vmapped loop): the same program,
         # traced without JAX's scan batching rule (a third of the tracing time).
-        step = jax.vmap(mjx.step, in_axes=(None, 0))
-        d = jax.vmap(prepare)(data, action.astype(jnp.float32))
+        step = jax.vmap(mjx.step, in_axes=(axes, 0))
         d = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: step(mx, d), d)
-        d = jax.vmap(mjx.forward, in_axes=(None, 0))(mx, d)
+        d = jax.vmap(mjx.forward, in_axes=(axes, 0))(mx, d)
         nxt = JaxData(qpos=d.qpos, qvel=d.qvel, mocap_pos=d.mocap_pos, mocap_quat=d.mocap_quat,
                       qacc_warmstart=d.qacc_warmstart)
         sens = d.sensordata
