@@ -14,11 +14,14 @@ vertices) dominate both. Meta-World's episodes touch few of the pairs its models
    noise, uniform random actions, and random reaching (targets in the hand's box or at the object);
    every geom pair in ``data.contact`` after every physics
    substep (``frame_skip`` per control step) is recorded with how many substeps it was seen. More
-   rounds of random reaching follow until one sees no new pair (``MAX_ROUNDS``). Goals
+   rounds of random reaching follow until ``QUIET_ROUNDS`` rounds in a row see no new pair
+   (at most ``MAX_ROUNDS`` rounds in all). Goals
    are the first goals of the official ``MT50(seed 0)`` table; noise and random actions come from
    seeded generators, so the table is reproducible by one command.
-2. **Allowed pairs**: the pairs seen, plus the gripper's symmetry (a geom one gripper geom touched
-   may meet all five: four finger boxes and the hand, ``finger_closure``). ``diet_model`` lets only those collide, by
+2. **Allowed pairs**: the pairs seen, plus two symmetries: a body's (a geom congruent to one seen
+   in a pair, same body, shape and contact parameters, may take its place, ``congruent_closure``), then
+   the gripper's (a geom one gripper geom touched may meet all five: four finger boxes and the hand,
+   ``finger_closure``). ``diet_model`` lets only those collide, by
    contype/conaffinity bits (one bit per geom of a vertex cover of the allowed pairs), so MuJoCo's
    own contact parameter mixing, body filtering and excludes apply unchanged.
 3. **Replacements** (``plan_edits``): where a kept pair has a geom MJX JAX has no collision function
@@ -61,9 +64,11 @@ RANDOM_GOALS = (28, 29, 30, 31)  # uniform random actions
 # open or closed at random: a random walk alone rarely gets near the table or the objects.
 REACH_GOALS = (32, 33, 34, 35, 36, 37, 38, 39)
 REACH_SEGMENT = 25
-# Then rounds of random reaching (the same goals, fresh draws) until a round sees no new pair: rare
-# contacts of the hand with fixture parts need more than one round on the larger models.
-MAX_ROUNDS = 6
+# Then rounds of random reaching (the same goals, fresh draws) until QUIET_ROUNDS rounds in a row see no
+# new pair: rare contacts of the gripper with fixture parts need several rounds, and one quiet round
+# ended the survey too early on MT50 (fresh episodes then touched pairs it had not seen).
+QUIET_ROUNDS = 2
+MAX_ROUNDS = 8
 # The gripper's geoms (every task has them): four finger boxes and the hand (its mesh, replaced by a
 # box). A geom one of them touched may be touched by all five: left/right symmetry, a pad and its claw
 # side by side, the hand just above the fingers (rare contacts the survey may see on one side only).
@@ -204,6 +209,28 @@ def survey(task: str, plan: list[dict], noise_seed: int, steps: int = EPISODE_ST
 
 
 # ---- from pairs to edits ----------------------------------------------------------------------
+def _contact_signature(m: mujoco.MjModel, g: int) -> tuple:
+    """What makes two geoms of a body interchangeable in contact: body, type, mesh, size and contact parameters."""
+    fields = (m.geom_size, m.geom_contype, m.geom_conaffinity, m.geom_condim, m.geom_priority, m.geom_friction,
+              m.geom_solmix, m.geom_solref, m.geom_solimp, m.geom_margin, m.geom_gap)
+    return (int(m.geom_bodyid[g]), int(m.geom_type[g]), int(m.geom_dataid[g]),
+            *(tuple(np.atleast_1d(f[g]).tolist()) for f in fields))
+
+
+def congruent_closure(m: mujoco.MjModel, seen: set, cand: set) -> list[tuple[str, str]]:
+    """Pairs not seen that a body's symmetry adds: for a pair seen, every pair of geoms congruent to its two
+    (same body, type, mesh, size and contact parameters: the 8 capsules of the assembly wrench's ring, a
+    fixture's twin walls), where MJX would test the pair at all. Which copy a contact lands on depends on
+    the body's pose, which the survey samples sparsely."""
+    classes: dict[tuple, list[str]] = {}
+    for g in sorted({g for p in cand for g in p}):
+        classes.setdefault(_contact_signature(m, g), []).append(geom_label(m, g))
+    twins = {label: group for group in classes.values() for label in group}
+    cand_keys = {pair_key(m, *p) for p in cand}
+    out = {tuple(sorted((a2, b2))) for a, b in seen for a2 in twins.get(a, [a]) for b2 in twins.get(b, [b])}
+    return sorted(p for p in out - seen if p in cand_keys)
+
+
 def finger_closure(m: mujoco.MjModel, seen: set, cand: set) -> list[tuple[str, str]]:
     """Pairs not seen that ``FINGER_GEOMS`` symmetry adds: (gripper geom, g) for every gripper geom and
     every g some gripper geom touched, where MJX would test the pair at all."""
@@ -286,7 +313,7 @@ def _cover(pairs: list[tuple[int, int]]) -> list[int]:
     """A small vertex cover of the pair graph (greedy: the geom in most uncovered pairs first; ties by id).
 
     It never holds more than (kept geoms - 1) geoms (once all but one are in it, every pair is covered),
-    so the 31 contype bits suffice for every diet of up to 32 kept geoms (MT50's largest keeps 25)."""
+    so the 31 contype bits suffice for every diet of up to 32 kept geoms (MT50's largest keeps 27)."""
     left, cover = set(pairs), []
     while left:
         deg = Counter(g for p in left for g in p)
@@ -361,19 +388,29 @@ def entry(task: str) -> dict:
 
 
 def survey_rounds(task: str) -> tuple[dict, list[dict], mujoco.MjModel]:
-    """The survey of a task: the first plan, then rounds of random reaching until one sees no new pair
-    (``MAX_ROUNDS``) -> (pairs seen with substeps by kind, the rounds, the official model)."""
+    """The survey of a task: the first plan, then rounds of random reaching (``more_rounds``) -> (pairs
+    seen with substeps by kind, the rounds, the official model)."""
     plan = episode_plan(EXPERT_GOALS, NOISY, RANDOM_GOALS, REACH_GOALS)
     seen, m = survey(task, plan, SURVEY_NOISE_SEED)
     rounds = [{"noise_seed": SURVEY_NOISE_SEED, "plan": plan, "new_pairs": len(seen)}]
-    while len(rounds) < MAX_ROUNDS and rounds[-1]["new_pairs"]:
+    more_rounds(task, seen, rounds)
+    return dict(sorted(seen.items())), rounds, m
+
+
+def _quiet(rounds: list[dict]) -> bool:
+    return len(rounds) > QUIET_ROUNDS and not any(r["new_pairs"] for r in rounds[-QUIET_ROUNDS:])
+
+
+def more_rounds(task: str, seen: dict, rounds: list[dict]) -> None:
+    """Add rounds of random reaching (noise seed = round index) to a survey, in place, until
+    ``QUIET_ROUNDS`` rounds in a row see no new pair or there are ``MAX_ROUNDS``."""
+    while len(rounds) < MAX_ROUNDS and not _quiet(rounds):
         more = episode_plan((), (), (), REACH_GOALS)
         extra, _ = survey(task, more, SURVEY_NOISE_SEED + len(rounds))
         new = set(extra) - set(seen)
         for k, counts in extra.items():
-            seen[k] = {kind: seen.get(k, {}).get(kind, 0) + counts.get(kind, 0) for kind in {*seen.get(k, {}), *counts}}
+            seen[k] = {kind: seen.get(k, {}).get(kind, 0) + counts.get(kind, 0) for kind in sorted({*seen.get(k, {}), *counts})}
         rounds.append({"noise_seed": SURVEY_NOISE_SEED + len(rounds), "plan": more, "new_pairs": len(new)})
-    return dict(sorted(seen.items())), rounds, m
 
 
 def build_entry(task: str, log=print) -> dict:
@@ -391,8 +428,9 @@ def build_entry(task: str, log=print) -> dict:
 def derive_entry(task: str, seen: dict, rounds: list[dict], m: mujoco.MjModel) -> dict:
     """A table entry from a survey (``survey_rounds``): allowed pairs, replacements, zeroed margins."""
     cand = candidate_pairs(m)
-    closure = finger_closure(m, set(seen), cand)
-    pairs = sorted({*seen, *closure})
+    congruent = congruent_closure(m, set(seen), cand)
+    closure = finger_closure(m, {*seen, *congruent}, cand)
+    pairs = sorted({*seen, *congruent, *closure})
     replace, zero = plan_edits(m, pairs)
     collidable = {g for p in cand for g in p}
     kept = {g for p in pairs for g in p}
@@ -400,6 +438,7 @@ def derive_entry(task: str, seen: dict, rounds: list[dict], m: mujoco.MjModel) -
         "task": task,
         "pairs": [list(p) for p in pairs],
         "substeps_seen": {f"{a} / {b}": c for (a, b), c in seen.items()},
+        "congruent_closure": [list(p) for p in congruent],
         "finger_closure": [list(p) for p in closure],
         "replace": replace,
         "zero_margin": zero,

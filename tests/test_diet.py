@@ -118,3 +118,17 @@ def test_replacement_repeats_until_every_kept_pair_has_an_mjx_collision_function
     assert replace["cyl1"]["size"] == pytest.approx([0.05, 0.05, 0.2]) and replace["cyl1"]["pos"] == [0, 0, 1]
     assert replace["ell"]["size"] == pytest.approx([0.1, 0.2, 0.3])
     assert zero == []
+
+
+def test_congruent_closure_adds_the_twins_of_a_geom_seen_in_a_pair():
+    """assembly: the wrench's ring is 8 equal capsules and the retaining wall has two equal long walls, so
+    one ring capsule seen against one long wall allows all 8 x 2 pairs; the handle box has no twin."""
+    from envs.assets import official_class
+
+    m = official_class("assembly")().model
+    cand = diet.candidate_pairs(m)
+    seen = {("RetainingWall#0", "asmbly_peg#8"), ("RetainingWall#0", "asmbly_peg#11")}
+    added = diet.congruent_closure(m, seen, cand)
+    ring = [f"asmbly_peg#{k}" for k in range(3, 11)]
+    expected = {(w, c) for w in ("RetainingWall#0", "RetainingWall#1") for c in ring + ["asmbly_peg#11"]}
+    assert set(added) == expected - seen
