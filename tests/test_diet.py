@@ -83,7 +83,7 @@ def test_gripper_closure_adds_every_gripper_geom_for_a_geom_one_of_them_touched(
                              ("objGeom", "rightpad_geom")]
 
 
-@pytest.mark.parametrize("task", ["pick-place", "drawer-open"])
+@pytest.mark.parametrize("task", ["pick-place", "drawer-open", "box-close"])
 def test_coverage_fresh_official_episodes_stay_inside_the_diet(task):
     """Other goals and other noise than the survey's (one expert and one noisy-expert episode of 200
     steps): every contact official physics makes is a pair of the table."""
