@@ -19,7 +19,7 @@ LAYERS = {
     "core": {"networks", "ppo", "popart", "combiners", "learner", "policy"},
     "config": {"config", "presets"},
     "runtime": {"rundir", "checkpoint", "sharding", "distributed", "population", "loop", "logger", "plots", "filming"},
-    "entry": {"train", "evaluate", "video"},
+    "entry": {"train", "evaluate", "video", "diet_coverage"},
 }
 ORDER = ("core", "config", "runtime", "entry")
 CORE_ALLOWED = {"jax", "flax", "optax", "numpy"}

@@ -20,6 +20,7 @@ after ``do_simulation``), and reads the frame sensors. The step is a ``vmap`` of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -67,6 +68,40 @@ def with_mocap_frames(mx, bodies: np.ndarray, ids: np.ndarray, d):
                       body_quat=jnp.asarray(mx.body_quat).at[bodies].set(quat))
 
 
+def _bounded_while_loop(cond_fun, body_fun, init_val, max_iter):
+    """``body_fun`` while ``cond_fun`` and fewer than ``max_iter`` steps: the values of MJX's
+    ``_while_loop_scan`` (whose steps after ``cond_fun`` turns false are no-ops), without running them."""
+    def cond(carry):
+        return cond_fun(carry[0]) & (carry[1] < max_iter)
+
+    def body(carry):
+        return body_fun(carry[0]), carry[1] + 1
+
+    return jax.lax.while_loop(cond, body, (init_val, 0))[0]
+
+
+@contextlib.contextmanager
+def early_exit_linesearch():
+    """While tracing: MJX's line search stops when it has converged instead of scanning all
+    ``opt.ls_iterations`` (50) steps; same iterations, bit-identical values.
+
+    MJX JAX (3.16) writes the solver's line search as a ``scan`` of ``ls_iterations`` steps whose
+    ``lax.cond`` turns into no-ops after convergence (so reverse-mode autodiff works). Under ``vmap``
+    a ``cond`` becomes a select that evaluates its branch anyway, so every solver iteration paid 50
+    line-search steps. Measured on basketball (96 kept pairs, 918 constraint rows), batch 16, 5
+    substeps: 1071 -> 670 ms, qpos/qvel/warm start bit-identical. The port never differentiates
+    through physics, so the ``while_loop`` (not reverse-differentiable) costs nothing. The swap of
+    the private ``solver._while_loop_scan`` lasts only while the step is traced."""
+    from mujoco.mjx._src import solver
+
+    original = solver._while_loop_scan
+    solver._while_loop_scan = _bounded_while_loop
+    try:
+        yield
+    finally:
+        solver._while_loop_scan = original
+
+
 class JaxBackend(MjxBackend):
     """The ``jax`` physics backend (MJX JAX on the dieted model); default ``step_groups``; host
     conversions and control law from ``MjxBackend``."""
@@ -112,8 +147,9 @@ class JaxBackend(MjxBackend):
         # The loop runs on the batch (vmap inside the loop, not a vmapped loop): the same program,
         # traced without JAX's scan batching rule (a third of the tracing time).
         step = jax.vmap(mjx.step, in_axes=(axes, 0))
-        d = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: step(mx, d), d)
-        d = jax.vmap(mjx.forward, in_axes=(axes, 0))(mx, d)
+        with early_exit_linesearch():
+            d = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: step(mx, d), d)
+            d = jax.vmap(mjx.forward, in_axes=(axes, 0))(mx, d)
         nxt = JaxData(qpos=d.qpos, qvel=d.qvel, mocap_pos=d.mocap_pos, mocap_quat=d.mocap_quat,
                       qacc_warmstart=d.qacc_warmstart)
         sens = d.sensordata
