@@ -90,19 +90,6 @@ def test_warp_is_selectable_and_steps_a_multitask_batch():
 @pytest.mark.slow
 def test_train_cli_on_the_warp_backend(tmp_path):
     """`train --impl warp` runs end to end (rollout, update, checkpoint, evaluation on all goals)."""
-    import json
+    from short_train import run_short_training
 
-    from toppo_jax import train
-
-    out = tmp_path / "run"
-    argv = [
-        "--tasks", "reach,box-close", "--impl", "warp", "--seed", "0", "--total-env-steps", "80", "--out", str(out),
-        "--envs-per-task", "2", "--rollout-length", "10", "--num-epochs", "1", "--num-minibatches", "2",
-        "--actor-hidden", "32", "32", "--critic-hidden", "32", "32", "--eval-episodes", "1", "--eval-every", "0",
-        "--no-wandb", "--no-videos",
-    ]  # fmt: skip
-    assert train.main(argv, compiler_options={"xla_backend_optimization_level": 0}) == 0
-    config = json.loads((out / "config.json").read_text())
-    assert config["config"]["env"]["impl"] == "warp" and config["physics"] == "warp"
-    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
-    assert last["env_steps"] == 80 and 0.0 <= last["eval/success_mean"] <= 1.0
+    run_short_training(tmp_path / "run", "reach,box-close", "warp", 80, envs_per_task=2)
