@@ -9,6 +9,7 @@ the dieted step follows the undieted one. Expert parity on the diet is ``python 
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 import pytest
 
@@ -28,7 +29,7 @@ def _warp_pairs(backend) -> set[tuple[int, int]]:
     return {tuple(sorted(map(int, p))) for p in pairs[contact]}
 
 
-@pytest.mark.parametrize("variant", ["pairs", "full"])
+@pytest.mark.parametrize("variant", ["pairs", "meshes", "full"])
 def test_dieted_warp_model_collides_exactly_the_diet_pairs(variant):
     env = SawyerEnv(TASK, impl="warp", diet=variant)
     b, m = env.backend, env.backend.model
@@ -42,7 +43,21 @@ def test_dieted_warp_model_collides_exactly_the_diet_pairs(variant):
         for f in ("geom_type", "geom_size", "geom_pos", "geom_dataid", "geom_margin", "geom_gap"):
             np.testing.assert_array_equal(getattr(m, f), getattr(official, f), err_msg=f)
     else:
-        assert any(e.startswith("diet full: right_hand#0") for e in b.edits)
+        assert any(e.startswith(f"diet {variant}: right_hand#0") for e in b.edits)
+    cylinders = official.geom_type == mujoco.mjtGeom.mjGEOM_CYLINDER
+    kept_cylinder = any(official.geom_type[diet.geom_id(m, g)] == mujoco.mjtGeom.mjGEOM_CYLINDER
+                        for pair in diet.entry(TASK)["pairs"] for g in pair)
+    assert kept_cylinder  # the task tests the difference: push's puck is a kept cylinder
+    if variant == "meshes":  # only meshes become boxes: cylinders (and margins) stay official for Warp
+        np.testing.assert_array_equal(m.geom_type[cylinders], official.geom_type[cylinders])
+        np.testing.assert_array_equal(m.geom_margin, official.geom_margin)
+    elif variant == "full":
+        assert (m.geom_type[cylinders] != official.geom_type[cylinders]).any()
+
+
+def test_default_warp_diet_replaces_meshes_only():
+    assert warp_backend.DEFAULT_DIET == "meshes"
+    assert warp_backend.diet_model(SawyerEnv(TASK).task_model.model, TASK)[1] == "meshes"
 
 
 def test_diet_option_resolution(monkeypatch):

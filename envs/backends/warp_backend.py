@@ -148,14 +148,19 @@ def edit_model(model: mujoco.MjModel) -> tuple[mujoco.MjModel, tuple[str, ...]]:
 #           geom and margin official (MuJoCo Warp collides cylinders and meshes itself);
 #   "full"  ``diet.diet_model``: the pairs, the table's fitted boxes for cylinders and large meshes
 #           (the hand's 6,693-vertex mesh) and its zeroed margins on mesh pairs; not the ``jax``
-#           backend's margin inflation (``envs/backends/margins.py``: MuJoCo Warp honours margins).
-# Default "full" (measured 2026-12-03, Warp's CPU device, 2-core AMD EPYC shared, load 2.4-3.8;
-# batch 40, random actions, interleaved medians): env steps/s x1.10 reach, x1.09 push, x1.29
-# drawer-open, x1.07 peg-insert-side, x1.26 window-open ("pairs": x1.00-1.09, within noise); MT10
-# expert parity on "full" equal to the official success rate on every task (docs/port.md). A task
+#           backend's margin inflation (``envs/backends/margins.py``: MuJoCo Warp honours margins);
+#   "meshes" the pairs and only the table's boxes for large meshes (the hand): cylinders and margins
+#           stay official (Warp collides cylinders; "full" turned stick-pull's thermos cylinders into
+#           boxes and the expert then failed every episode: 0.00 vs official 1.00).
+# Default "meshes": the speed of "full" comes from the hand mesh becoming a box (measured 2026-12-03,
+# Warp's CPU device, 2-core AMD EPYC shared, load 2.4-3.8; batch 40, random actions, interleaved
+# medians, "full" vs "off": env steps/s x1.10 reach, x1.09 push, x1.29 drawer-open, x1.07
+# peg-insert-side, x1.26 window-open; "pairs" alone x1.00-1.09, within noise), and "full"'s
+# cylinder boxes broke stick-pull (0.00 vs 1.00; "meshes" 0.95, 20 episodes). MT10 expert parity on
+# "full": equal to official on every task (docs/port.md). A task
 # without a diet runs on the official model; asking for "pairs"/"full" on one raises NoDietError.
-WARP_DIETS = ("off", "pairs", "full")
-DEFAULT_DIET = "full"
+WARP_DIETS = ("off", "pairs", "meshes", "full")
+DEFAULT_DIET = "meshes"
 
 
 def diet_model(model: mujoco.MjModel, task: str, variant: str | bool | None = None
@@ -179,6 +184,9 @@ def diet_model(model: mujoco.MjModel, task: str, variant: str | bool | None = No
         return model, "off", ()
     if variant == "pairs":
         entry = {**entry, "replace": {}, "zero_margin": []}
+    elif variant == "meshes":
+        entry = {**entry, "replace": {k: v for k, v in entry["replace"].items() if v["was"].startswith("mesh")},
+                 "zero_margin": []}
     model, edits = diet.diet_model(model, entry)
     return model, variant, tuple(f"diet {variant}: {e}" for e in edits)
 
