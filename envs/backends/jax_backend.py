@@ -134,10 +134,7 @@ class JaxBackend(MjxBackend):
         template = self._template()
         mx = self.mx
 
-        def prepare(row: JaxData, a: jax.Array):
-            return self.prepare(template, row, a)
-
-        d = jax.vmap(prepare)(data, action.astype(jnp.float32))
+        d = jax.vmap(lambda row, a: self.prepare(template, row, a))(data, action.astype(jnp.float32))
         bodies, ids = self._mocap_parents
         if len(bodies):  # fixtures with moving parts: one model per env (its fixtures' poses)
             mx = jax.vmap(lambda d: with_mocap_frames(self.mx, bodies, ids, d))(d)

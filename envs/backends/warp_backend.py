@@ -16,7 +16,7 @@ MULTICCD is on. Where a task model hits that, the margins of the offending geoms
 gripper claw/pad boxes, 0.001 in the official XML) are set to 0, the one edit that keeps MULTICCD's
 multi-point mesh contacts. Everything else (Newton solver, 50 iterations, elliptic cone, timestep)
 is official. By default a task with a collision diet runs on its dieted model (``DEFAULT_DIET``
-below: only the table's geom pairs collide, the hand mesh and some cylinders are fitted boxes),
+below: only the table's geom pairs collide, the hand mesh and other large meshes are fitted boxes),
 ~1.1-1.3x faster on CPU with expert success unchanged; ``diet="off"`` is the official model, and the
 edits are listed in ``backend.edits``.
 
@@ -108,7 +108,7 @@ DEFAULT_SIZES = (104, 376)  # the largest rows above
 # so more constraint rows. Measured 2026-12-03 on MT10 (expert + random on goals 0/17/33, and the
 # 20-episode parity run): max rows per env window-close 78 (official 34), reach 43 (25), door-open
 # 84 (95), button-press-topdown 150, peg-insert-side 186; contacts per env stayed under WARP_SIZES.
-# njmax on "full" = this factor x WARP_SIZES' (window-close 128 for 78 measured).
+# njmax on "meshes" and "full" (both make the hand a box) = this factor x WARP_SIZES' (window-close 128 for 78 measured).
 DIET_NJMAX_FACTOR = 2
 
 
@@ -158,7 +158,7 @@ def edit_model(model: mujoco.MjModel) -> tuple[mujoco.MjModel, tuple[str, ...]]:
 # peg-insert-side, x1.26 window-open; "pairs" alone x1.00-1.09, within noise), and "full"'s
 # cylinder boxes broke stick-pull (0.00 vs 1.00; "meshes" 0.95, 20 episodes). MT10 expert parity on
 # "full": equal to official on every task (docs/port.md). A task
-# without a diet runs on the official model; asking for "pairs"/"full" on one raises NoDietError.
+# without a diet runs on the official model; asking for a diet variant by name on one raises NoDietError.
 WARP_DIETS = ("off", "pairs", "meshes", "full")
 DEFAULT_DIET = "meshes"
 
@@ -218,7 +218,7 @@ class WarpBackend(MjxBackend):
         # Overflow is counted in WarpData.nacon/nefc and raised on the host, not printed per step.
         self.mx = mx.tree_replace({"opt._impl.warn_overflow": 0})
         sizes = WARP_SIZES.get(tm.task, DEFAULT_SIZES)
-        if self.diet == "full":
+        if self.diet in ("meshes", "full"):  # the hand as a box makes more box-box contact rows
             sizes = (sizes[0], DIET_NJMAX_FACTOR * sizes[1])
         self.nacon_per_env = int(nacon_per_env or sizes[0])
         self.njmax = int(njmax or sizes[1])
