@@ -80,6 +80,52 @@ def _bounded_while_loop(cond_fun, body_fun, init_val, max_iter):
     return jax.lax.while_loop(cond, body, (init_val, 0))[0]
 
 
+def blocked_newton_gradient(m, d, ctx):
+    """H = M + Jᵀ diag(D·active) J + Σ_c J_cᵀ H_c J_c, Mgrad = H⁻¹ grad: MJX's Newton gradient
+    (``solver._update_gradient``, elliptic cones) with each contact's cone Hessian H_c applied to its
+    own ``condim`` rows J_c instead of through a dense nefc x nefc matrix.
+
+    MJX JAX (3.16) builds ``diag(D·active)`` as an nefc x nefc matrix, adds one block per contact in
+    a Python loop and multiplies ``Jᵀ C J``: O(nefc² nv) work and an nefc² buffer per env (918 rows on
+    basketball: 3.4 MB per env and per Newton iteration). Here the diagonal part is
+    ``(Jᵀ * D·active) @ J`` and the cone part an einsum over contacts: O(nefc nv²). Same
+    mathematics; float32 rounding differs (basketball, batch 16, 5 substeps: qpos within 5e-11,
+    482 -> 142 ms per call)."""
+    from mujoco.mjx._src import support
+
+    grad = ctx.Ma - d.qfrc_smooth - ctx.qfrc_constraint
+    jac = d._impl.efc_J
+    h = (jac.T * (d._impl.efc_D * ctx.active)) @ jac
+    con = d._impl.contact
+    cone = np.asarray(con.dim) > 1  # static in MJX: the contact layout is fixed at trace time
+    dim, adr = np.asarray(con.dim)[cone], np.asarray(con.efc_address)[cone]
+    if dim.size:
+        inside = np.arange(6)[None, :] < dim[:, None]  # (contacts, 6): row k of contact c exists
+        rows = np.where(inside, adr[:, None] + np.arange(6)[None, :], 0)
+        jac_c = jac[rows] * inside[:, :, None]
+        h_c = ctx.h * (inside[:, :, None] & inside[:, None, :])
+        h = h + jnp.einsum("cin,cij,cjm->nm", jac_c, h_c, jac_c)
+    h = support.full_m(m, d) + h
+    factor = jax.scipy.linalg.cho_factor((h + h.T) * 0.5)  # symmetrised as MJX does
+    return ctx.replace(grad=grad, Mgrad=jax.scipy.linalg.cho_solve(factor, grad))
+
+
+@contextlib.contextmanager
+def blocked_newton_hessian(mx):
+    """While tracing: MJX's Newton solver builds its Hessian with ``blocked_newton_gradient`` if
+    ``mx`` uses Newton with elliptic cones (the official options; otherwise MJX's own as is)."""
+    from mujoco.mjx._src import solver
+    from mujoco.mjx._src.types import ConeType, SolverType
+
+    original = solver._update_gradient
+    if mx.opt.solver == SolverType.NEWTON and mx.opt.cone == ConeType.ELLIPTIC:
+        solver._update_gradient = blocked_newton_gradient
+    try:
+        yield
+    finally:
+        solver._update_gradient = original
+
+
 @contextlib.contextmanager
 def early_exit_linesearch():
     """While tracing: MJX's line search stops when it has converged instead of scanning all
@@ -144,7 +190,7 @@ class JaxBackend(MjxBackend):
         # The loop runs on the batch (vmap inside the loop, not a vmapped loop): the same program,
         # traced without JAX's scan batching rule (a third of the tracing time).
         step = jax.vmap(mjx.step, in_axes=(axes, 0))
-        with early_exit_linesearch():
+        with early_exit_linesearch(), blocked_newton_hessian(self.mx):
             d = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: step(mx, d), d)
             d = jax.vmap(mjx.forward, in_axes=(axes, 0))(mx, d)
         nxt = JaxData(qpos=d.qpos, qvel=d.qvel, mocap_pos=d.mocap_pos, mocap_quat=d.mocap_quat,
