@@ -21,6 +21,7 @@ after ``do_simulation``), and reads the frame sensors. The step is a ``vmap`` of
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 
@@ -68,16 +69,41 @@ def with_mocap_frames(mx, bodies: np.ndarray, ids: np.ndarray, d):
                       body_quat=jnp.asarray(mx.body_quat).at[bodies].set(quat))
 
 
-def _bounded_while_loop(cond_fun, body_fun, init_val, max_iter):
-    """``body_fun`` while ``cond_fun`` and fewer than ``max_iter`` steps: the values of MJX's
-    ``_while_loop_scan`` (whose steps after ``cond_fun`` turns false are no-ops), without running them."""
+def _bounded_while_loop(cond_fun, body_fun, init_val, max_iter, live=True):
+    """``body_fun`` while ``cond_fun`` (and ``live``) and fewer than ``max_iter`` steps: the values of
+    MJX's ``_while_loop_scan`` (whose steps after ``cond_fun`` turns false are no-ops), without
+    running them."""
     def cond(carry):
-        return cond_fun(carry[0]) & (carry[1] < max_iter)
+        return cond_fun(carry[0]) & (carry[1] < max_iter) & live
 
     def body(carry):
         return body_fun(carry[0]), carry[1] + 1
 
     return jax.lax.while_loop(cond, body, (init_val, 0))[0]
+
+
+def solver_live(m, ctx):
+    """MJX's solver continues (``solver.solve``'s loop test): iterations left, cost improving by at
+    least ``tolerance``, gradient at least ``tolerance`` (both rescaled by meaninertia·nv)."""
+    from mujoco.mjx._src import math, solver
+
+    done = ctx.solver_niter >= m.opt.iterations
+    done |= solver._rescale(m, ctx.prev_cost - ctx.cost) < m.opt.tolerance
+    done |= solver._rescale(m, math.norm(ctx.grad)) < m.opt.tolerance
+    return ~done
+
+
+def _live_linesearch(linesearch, m, d, ctx):
+    """MJX's line search, whose loop runs only in an env whose solver is live (``solver_live``)."""
+    from mujoco.mjx._src import solver
+
+    live = solver_live(m, ctx) if m.opt.iterations > 1 else True  # 1: MJX calls the body unconditionally
+    loop = solver._while_loop_scan
+    solver._while_loop_scan = functools.partial(_bounded_while_loop, live=live)
+    try:
+        return linesearch(m, d, ctx)
+    finally:
+        solver._while_loop_scan = loop
 
 
 def blocked_newton_gradient(m, d, ctx):
@@ -100,11 +126,13 @@ def blocked_newton_gradient(m, d, ctx):
     cone = np.asarray(con.dim) > 1  # static in MJX: the contact layout is fixed at trace time
     dim, adr = np.asarray(con.dim)[cone], np.asarray(con.efc_address)[cone]
     if dim.size:
-        inside = np.arange(6)[None, :] < dim[:, None]  # (contacts, 6): row k of contact c exists
-        rows = np.where(inside, adr[:, None] + np.arange(6)[None, :], 0)
-        jac_c = jac[rows] * inside[:, :, None]
-        h_c = ctx.h * (inside[:, :, None] & inside[:, None, :])
-        h = h + jnp.einsum("cin,cij,cjm->nm", jac_c, h_c, jac_c)
+        width = int(dim.max())  # ctx.h is 6 x 6 per contact; rows past a contact's condim are unused
+        inside = np.arange(width)[None, :] < dim[:, None]  # (contacts, width): row k of contact c exists
+        rows = np.where(inside, adr[:, None] + np.arange(width)[None, :], 0)
+        jac_c = jac[rows] * inside[:, :, None]  # (contacts, width, nv)
+        h_c = ctx.h[:, :width, :width] * (inside[:, :, None] & inside[:, None, :])
+        h_jac = (h_c[..., None] * jac_c[:, None, :, :]).sum(2)  # H_c J_c as a fused sum (3x a batched dot)
+        h = h + jac_c.reshape(-1, jac.shape[1]).T @ h_jac.reshape(-1, jac.shape[1])
     h = support.full_m(m, d) + h
     factor = jax.scipy.linalg.cho_factor((h + h.T) * 0.5)  # symmetrised as MJX does
     return ctx.replace(grad=grad, Mgrad=jax.scipy.linalg.cho_solve(factor, grad))
@@ -129,23 +157,30 @@ def blocked_newton_hessian(mx):
 @contextlib.contextmanager
 def early_exit_linesearch():
     """While tracing: MJX's line search stops when it has converged instead of scanning all
-    ``opt.ls_iterations`` (50) steps; same iterations, bit-identical values.
+    ``opt.ls_iterations`` (50) steps, and does not run at all in an env whose solver has finished;
+    bit-identical values.
 
     MJX JAX (3.16) writes the solver's line search as a ``scan`` of ``ls_iterations`` steps whose
     ``lax.cond`` turns into no-ops after convergence (so reverse-mode autodiff works). Under ``vmap``
     a ``cond`` becomes a select that evaluates its branch anyway, so every solver iteration paid 50
     line-search steps. Measured on basketball (96 kept pairs, 918 constraint rows), batch 16, 5
-    substeps: 1071 -> 670 ms, qpos/qvel/warm start bit-identical. The port never differentiates
-    through physics, so the ``while_loop`` (not reverse-differentiable) costs nothing. The swap of
-    the private ``solver._while_loop_scan`` lasts only while the step is traced."""
+    substeps: 1071 -> 670 ms, qpos/qvel/warm start bit-identical. Second, under ``vmap`` the solver's
+    ``while_loop`` runs its body for every env until the last one finishes (finished envs' results
+    are discarded), and a finished env's line search, on a vanishing search direction, ran until its
+    float32 bracket stopped moving: on box-close (2,235 rows, batch 16) 84 of 112 env-iterations
+    took 22 line-search steps, holding the whole batch. Such an env now skips it. The port never
+    differentiates through physics, so the ``while_loop`` (not reverse-differentiable) costs nothing.
+    The swaps of the private ``solver._while_loop_scan`` and ``solver._linesearch`` last only while
+    the step is traced."""
     from mujoco.mjx._src import solver
 
-    original = solver._while_loop_scan
+    original_loop, original_linesearch = solver._while_loop_scan, solver._linesearch
     solver._while_loop_scan = _bounded_while_loop
+    solver._linesearch = functools.partial(_live_linesearch, original_linesearch)
     try:
         yield
     finally:
-        solver._while_loop_scan = original
+        solver._while_loop_scan, solver._linesearch = original_loop, original_linesearch
 
 
 class JaxBackend(MjxBackend):
