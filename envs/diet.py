@@ -3,6 +3,7 @@ from official Meta-World episodes (issue 19; docs/port.md, "MJX jax backend").
 
     python -m envs.diet --tasks mt10                 # survey official episodes, write envs/diet.json
     python -m envs.diet --tasks reach,push --check   # coverage: fresh episodes, contacts outside the table
+    python -m envs.diet --tasks sweep-into --check --grow   # ... and add them to the table (one more round)
     python -m envs.diet --tasks reach --bench 16     # the jax backend on the diet: first call, env steps/s
 
 MJX JAX tests every candidate geom pair at every substep with a fixed-size, branch-free program, so
@@ -477,6 +478,35 @@ def coverage(task: str, expert_goals=CHECK_EXPERT_GOALS, noisy=CHECK_NOISY, rand
     return {"outside": outside, "seen": len(seen), "episodes": plan}
 
 
+def grow(task: str, result: dict, source: str, noise_seed: int | None = None, path: Path = DIET_PATH) -> dict:
+    """Add the contacts a coverage run (``coverage``) found outside a task's diet to its table entry, as
+    one more survey round (``source``: which episodes, e.g. "check" or a run dir), and re-derive the
+    entry (closures, replacements, margins) as the survey does; written to ``path``. Returns the new
+    entry. A later check on other episodes tells whether the grown table covers them."""
+    from envs import assets
+
+    table = load_table(path)
+    if task not in table:
+        entry(task)  # NoDietError naming the tasks that have one
+    old = table[task]
+    seen = {tuple(k.split(" / ")): dict(v) for k, v in old["substeps_seen"].items()}
+    for key, counts in result["outside"].items():
+        pair = tuple(key.split(" / "))
+        merged = dict(seen.get(pair, {}))
+        for kind, n in counts.items():
+            merged[kind] = merged.get(kind, 0) + n
+        seen[pair] = dict(sorted(merged.items()))
+    rounds = [*old["episodes"]["rounds"], {"source": source, "noise_seed": noise_seed, "plan": result["episodes"],
+                                            "new_pairs": len(result["outside"])}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = assets.official_class(task)().model
+    new = derive_entry(task, dict(sorted(seen.items())), rounds, m)
+    write_table({task: new}, path)
+    _table.cache_clear()
+    return new
+
+
 def bench(task: str, batch: int = 16, steps: int = 40, seed: int = 0) -> dict:
     """The ``jax`` backend's cost on a task's diet: seconds of the first call of a jitted env step at
     ``batch`` envs (tracing + XLA compile, cold unless a persistent cache is configured) and env
@@ -507,7 +537,12 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="coverage check on fresh episodes instead of a survey")
     p.add_argument("--bench", type=int, default=0, metavar="BATCH",
                    help="instead: first-call seconds and env steps/s of the jax backend at this batch")
-    p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey)")
+    p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey, --grow)")
+    p.add_argument("--grow", action="store_true",
+                   help="with --check: add the contacts found outside the diet to the table (one more survey round)")
+    p.add_argument("--noise-seed", type=int, default=CHECK_NOISE_SEED,
+                   help=f"with --check: the seed of its noise and random actions (default {CHECK_NOISE_SEED}; "
+                        "another seed checks a grown table on fresh episodes)")
     args = p.parse_args(argv)
     try:
         tasks = resolve_tasks(args.tasks)
@@ -525,15 +560,19 @@ def main(argv=None) -> int:
         for task in tasks:
             t0 = time.perf_counter()
             try:
-                res = coverage(task)
+                res = coverage(task, noise_seed=args.noise_seed)
             except NoDietError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
             bad += bool(res["outside"])
             print(f"{task:28s} pairs seen {res['seen']:3d}  outside the diet {len(res['outside'])}"
                   f"{'  ' + '; '.join(f'{k} {v}' for k, v in res['outside'].items()) if res['outside'] else ''}"
-                  f"  ({time.perf_counter() - t0:.0f} s)")
-        return 1 if bad else 0
+                  f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if args.grow and res["outside"]:
+                grown = grow(task, res, "check", args.noise_seed, Path(args.out))
+                print(f"{'':28s} grown: {len(grown['pairs'])} pairs, replaced {len(grown['replace'])}, "
+                      f"margins 0: {len(grown['zero_margin'])} (written to {args.out})", flush=True)
+        return 1 if bad and not args.grow else 0
     entries = {}
     for task in tasks:
         entries[task] = build_entry(task)

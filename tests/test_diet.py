@@ -132,3 +132,29 @@ def test_congruent_closure_adds_the_twins_of_a_geom_seen_in_a_pair():
     ring = [f"asmbly_peg#{k}" for k in range(3, 11)]
     expected = {(w, c) for w in ("RetainingWall#0", "RetainingWall#1") for c in ring + ["asmbly_peg#11"]}
     assert set(added) == expected - seen
+
+
+def test_grow_adds_the_contacts_outside_the_diet_as_one_more_survey_round(tmp_path):
+    """``diet.grow`` (``--check --grow``, ``diet_coverage --grow``): a contact found outside a task's
+    diet joins its pairs, with the round that found it; the entry is re-derived (closures included)
+    and written to the given table only; other tasks' entries stay as they were."""
+    import json
+    import shutil
+
+    path = tmp_path / "diet.json"
+    shutil.copy(diet.DIET_PATH, path)
+    before = diet.load_table(path)
+    m = _task_model("reach").model
+    kept = {tuple(p) for p in before["reach"]["pairs"]}
+    missing = sorted(diet.pair_key(m, a, b) for a, b in diet.candidate_pairs(m) if diet.pair_key(m, a, b) not in kept)
+    pair = next(p for p in missing if "right_hand#0" not in p)  # some pair no episode touched
+    result = {"outside": {f"{pair[0]} / {pair[1]}": {"policy": 3}}, "seen": 1, "episodes": 2}
+    grown = diet.grow("reach", result, "test run", path=path)
+    after = diet.load_table(path)
+    assert list(pair) in grown["pairs"] and after["reach"] == grown
+    assert grown["substeps_seen"][f"{pair[0]} / {pair[1]}"] == {"policy": 3}
+    assert grown["episodes"]["rounds"][-1]["source"] == "test run"
+    assert len(grown["episodes"]["rounds"]) == len(before["reach"]["episodes"]["rounds"]) + 1
+    assert {tuple(p) for p in before["reach"]["pairs"]} < {tuple(p) for p in grown["pairs"]}
+    assert all(after[t] == before[t] for t in before if t != "reach")
+    assert json.loads(diet.DIET_PATH.read_text())["tasks"]["reach"] == before["reach"]  # the repository's table untouched

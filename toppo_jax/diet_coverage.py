@@ -1,6 +1,6 @@
 """Collision-diet coverage of a trained policy (an entry point; issue 19).
 
-    python -m toppo_jax.diet_coverage --run DIR [--episodes 3] [--sampled] [--best] [--tasks a,b] [--json PATH]
+    python -m toppo_jax.diet_coverage --run DIR [--episodes 3] [--sampled] [--best] [--tasks a,b] [--json PATH] [--grow]
 
 The MJX ``jax`` backend lets only the geom pairs of a task's collision diet collide (``envs/diet.py``,
 ``envs/diet.json``), a table made from the official scripted experts' and random episodes. A learning
@@ -9,6 +9,8 @@ replays the run's policy (each seed's ``tanh(mean)``, or with ``--sampled`` its 
 collects training data) on official Meta-World (C MuJoCo, every substep recorded by
 ``envs.diet.coverage``) and reports, per task, the contacts outside the diet with how many substeps
 each was seen. Exit status 1 if there is any (0 if none, 2 on bad input), like ``python -m envs.diet --check``.
+With ``--grow`` those contacts join the table (``envs.diet.grow``: one more survey round, recorded with
+the run and step it came from) and the exit status is 0.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--best", action="store_true", help="the best-by-eval checkpoint instead of the latest")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the run's tasks (default: all of them)")
     p.add_argument("--json", default=None, help="write the result here")
+    p.add_argument("--grow", action="store_true",
+                   help="add the contacts found outside the diet to envs/diet.json (one more survey round per task)")
     args = p.parse_args(argv)
     try:
         if args.episodes <= 0:
@@ -104,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"run": str(args.run), "checkpoint_step": policy.step, "sampled": args.sampled,
                        "seeds": list(policy.seeds), "tasks": result}, f, indent=1)
+    if args.grow:
+        source = f"policy of {args.run} at step {policy.step} ({'samples' if args.sampled else 'tanh(mean)'})"
+        for task, res in result.items():
+            if res["outside"]:
+                grown = diet.grow(task, res, source)
+                print(f"{task:28s} grown: {len(grown['pairs'])} pairs (envs/diet.json)")
+        return 0
     return 1 if any(r["outside"] for r in result.values()) else 0
 
 
