@@ -48,8 +48,11 @@ train: install  ## make train TASKS=mt10 [SEED=0] [OUT=runs/...] [ARGS="--total-
 parity: install  ## make parity TASKS=mt10 [EPISODES=20] [SEED=0] [IMPL=mujoco] [JSON=parity.json]
 	$(PY) -m envs.parity --tasks $(TASKS) --episodes $(EPISODES) --seed $(SEED) --impl $(IMPL) $(if $(JSON),--json $(JSON),)
 
-bench: install  ## make bench [QUICK=1] [IMPL=mujoco|warp] [PER_TASK=N] [BENCH_JSON=docs/bench/<quick|full>.json (+ .md table, .png scaling plot)]
-	$(PY) -m experiments.bench $(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) --json $(or $(BENCH_JSON),docs/bench/$(if $(QUICK),quick,full).json) $(if $(PER_TASK),--per-task $(PER_TASK),) --impl $(IMPL)
+# IMPL=jax on CPU: MT10 at 16 envs per task and every MT50 task alone at batch 16 (compile and env steps/s),
+# env only; the batch sweep to 4096 is for accelerators (BATCHES=... overrides).
+JAX_BENCH = --tasks mt10 --batches $(or $(BATCHES),160) --per-task $(or $(PER_TASK),16) --per-task-tasks $(or $(PER_TASK_TASKS),mt50) --skip-gym --skip-train
+bench: install  ## make bench [QUICK=1] [IMPL=mujoco|warp|jax] [PER_TASK=N] [BENCH_JSON=docs/bench/<quick|full|jax>.json (+ .md table, .png scaling plot)]
+	$(PY) -m experiments.bench $(if $(filter jax,$(IMPL)),$(JAX_BENCH),$(if $(QUICK),--quick --baseline docs/bench_quick_cpu.json,) $(if $(PER_TASK),--per-task $(PER_TASK),) $(if $(BATCHES),--batches $(BATCHES),)) --json $(or $(BENCH_JSON),docs/bench/$(if $(filter jax,$(IMPL)),jax,$(if $(QUICK),quick,full)).json) --impl $(IMPL)
 
 gpu-check: install-gpu  ## on an NVIDIA GPU: device, warp MT10 parity, env-only bench, loop, time-boxed training -> runs/gpu_check/gpu_check.{json,md} [ARGS=--tiny]
 	$(PY) -m experiments.gpu_check $(ARGS)

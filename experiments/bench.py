@@ -338,6 +338,7 @@ def main(argv=None) -> int:
     p.add_argument("--scan", type=int, default=50)
     p.add_argument("--json", default=None)
     p.add_argument("--per-task", type=int, default=0, metavar="BATCH", help="also time every task alone at this batch (compile and steps/s)")
+    p.add_argument("--per-task-tasks", default=None, metavar="TASKS", help="the tasks --per-task times (default: --tasks), e.g. mt50")
     p.add_argument("--baseline", default=None, help="a committed bench JSON: report figures > 20%% slower on the same device")
     p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,64,512 quick; 1..4096 full)")
     p.add_argument("--skip-train", action="store_true", help="env-only figures (no full-training-loop timing)")
@@ -402,7 +403,7 @@ def main(argv=None) -> int:
     if args.compile_scaling:
         result["compile_scaling"] = compile_scaling(args.tasks, [int(n) for n in args.compile_scaling.split(",")], args.impl)
     if args.per_task:
-        result["per_task"] = per_task_table(args.tasks, args.per_task, args.scan, args.impl)
+        result["per_task"] = per_task_table(args.per_task_tasks or args.tasks, args.per_task, args.scan, args.impl)
     result["memory"] = peak_memory()
     table = markdown_table(result)
     print("\n" + table)
