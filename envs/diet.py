@@ -402,6 +402,11 @@ def _quiet(rounds: list[dict]) -> bool:
     return len(rounds) > QUIET_ROUNDS and not any(r["new_pairs"] for r in rounds[-QUIET_ROUNDS:])
 
 
+def add_substeps(counts: dict, more: dict) -> dict:
+    """Substeps seen by episode kind, ``counts`` + ``more`` (a new dict, kinds sorted)."""
+    return {kind: counts.get(kind, 0) + more.get(kind, 0) for kind in sorted({*counts, *more})}
+
+
 def more_rounds(task: str, seen: dict, rounds: list[dict]) -> None:
     """Add rounds of random reaching (noise seed = round index) to a survey, in place, until
     ``QUIET_ROUNDS`` rounds in a row see no new pair or there are ``MAX_ROUNDS``."""
@@ -410,7 +415,7 @@ def more_rounds(task: str, seen: dict, rounds: list[dict]) -> None:
         extra, _ = survey(task, more, SURVEY_NOISE_SEED + len(rounds))
         new = set(extra) - set(seen)
         for k, counts in extra.items():
-            seen[k] = {kind: seen.get(k, {}).get(kind, 0) + counts.get(kind, 0) for kind in sorted({*seen.get(k, {}), *counts})}
+            seen[k] = add_substeps(seen.get(k, {}), counts)
         rounds.append({"noise_seed": SURVEY_NOISE_SEED + len(rounds), "plan": more, "new_pairs": len(new)})
 
 
@@ -487,15 +492,13 @@ def grow(task: str, result: dict, source: str, noise_seed: int | None = None, pa
 
     table = load_table(path)
     if task not in table:
-        entry(task)  # NoDietError naming the tasks that have one
+        raise NoDietError(f"task '{task}' has no collision diet in {path} to grow; make one with "
+                          f"`python -m envs.diet --tasks {task}`")
     old = table[task]
     seen = {tuple(k.split(" / ")): dict(v) for k, v in old["substeps_seen"].items()}
     for key, counts in result["outside"].items():
         pair = tuple(key.split(" / "))
-        merged = dict(seen.get(pair, {}))
-        for kind, n in counts.items():
-            merged[kind] = merged.get(kind, 0) + n
-        seen[pair] = dict(sorted(merged.items()))
+        seen[pair] = add_substeps(seen.get(pair, {}), counts)
     rounds = [*old["episodes"]["rounds"], {"source": source, "noise_seed": noise_seed, "plan": result["episodes"],
                                             "new_pairs": len(result["outside"])}]
     with warnings.catch_warnings():

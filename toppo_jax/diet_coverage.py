@@ -66,9 +66,7 @@ def run_coverage(policy: SavedPolicy, tasks: Sequence[str], episodes: int, sampl
                                 policy_goals=range(episodes))
             seen = max(seen, res["seen"])
             for pair, counts in res["outside"].items():
-                merged = outside.setdefault(pair, {})
-                for kind, n in counts.items():
-                    merged[kind] = merged.get(kind, 0) + n
+                outside[pair] = diet.add_substeps(outside.get(pair, {}), counts)
         out[task] = {"outside": outside, "seen": seen, "episodes": episodes * policy.num_seeds}
         log(f"{task:28s} pairs seen {seen:3d}  outside the diet {len(outside)}"
             f"{'  ' + '; '.join(f'{k} {v}' for k, v in outside.items()) if outside else ''}"
