@@ -98,10 +98,11 @@ def official_trajectory(task: str, rand_vec: np.ndarray, tm: assets.TaskModel, s
     return {k: np.asarray(v) for k, v in rec.items()}
 
 
-def replay_errors(env, goal: int, traj: dict, steps: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def replay_errors(env, goal: int, traj: dict, steps: np.ndarray | None = None, step=None) -> dict[str, np.ndarray]:
     """Copy each official state into the port, step with the official action; per-step |port - official|.
 
-    ``steps`` picks which steps of the trajectory to replay (default: all of them), one env each.
+    ``steps`` picks which steps of the trajectory to replay (default: all of them), one env each;
+    ``step`` is a jitted ``env.step`` to reuse across calls of one batch size (one trace per task).
     """
     steps = np.arange(len(traj["action"])) if steps is None else np.asarray(steps)
     n = len(steps)
@@ -109,7 +110,7 @@ def replay_errors(env, goal: int, traj: dict, steps: np.ndarray | None = None) -
     state = env.reset(jax.random.PRNGKey(0), n, goals=jnp.full((n,), goal))
     data = env.backend.set_physics(state.data, traj["state"][steps])
     info = {**state.info, "prev": jnp.asarray(traj["obs"][steps, OBS_FRAME], jnp.float32)}
-    out = jax.jit(env.step)(state.replace(data=data, info=info), jnp.asarray(traj["action"][steps]))
+    out = (step or jax.jit(env.step))(state.replace(data=data, info=info), jnp.asarray(traj["action"][steps]))
     obs = np.asarray(out.info["final_obs"])
     qpos_port = env.physics_state(out)[:, qpos]
     return {
@@ -328,9 +329,16 @@ def run(tasks, episodes: int, seed: int, impl: str = DEFAULT_IMPL, log=print,
     return result
 
 
+MJX_REPLAY_STRIDE = 25  # an MJX backend replays every 25th step (20 per episode): one batch of 20 envs per goal
+
+
 def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print,
-                  reward_version: str = DEFAULT_REWARD_VERSION) -> dict:
+                  reward_version: str = DEFAULT_REWARD_VERSION, impl: str = EXACT_IMPL,
+                  stride: int | None = None) -> dict:
     """Max state-replay errors per task over expert episodes on the given goal indices.
+
+    ``impl`` is the port's physics backend; the exact one replays every step of each episode, an MJX
+    one every ``stride``-th (default ``MJX_REPLAY_STRIDE``: a 500-env MJX batch costs minutes on CPU).
 
     With ``reward_version="v1"`` both sides use the V1 reward; ``reward_rel`` is its ``relative_error``
     and ``success`` counts the steps where the official V1 env's success (its V1 branch's own, on some
@@ -339,15 +347,18 @@ def replay_report(tasks, goals=(0, 17, 33), seed: int = 0, log=print,
     from envs.sawyer import SawyerEnv
 
     check_reward_version(reward_version)
+    impl = check_impl(impl)
+    stride = stride or (1 if impl == EXACT_IMPL else MJX_REPLAY_STRIDE)
     names = resolve_tasks(tasks)
     bench = benchmark_for(names)
     out = {}
     log(f"{'task':26s} {'obs':>9s} {'reward':>9s} {'rel':>9s} {'success':>8s} {'obs(warm)':>10s} {'qpos(warm)':>10s}")
     for name in names:
         t0 = time.perf_counter()
-        env = SawyerEnv(name, seed=seed, benchmark=bench, eval_mode=True, reward_version=reward_version)
+        env = SawyerEnv(name, seed=seed, benchmark=bench, impl=impl, eval_mode=True, reward_version=reward_version)
         trajs = [official_trajectory(name, env.goals[g], env.task_model, reward_version=reward_version) for g in goals]
-        errs = [replay_errors(env, g, tr) for g, tr in zip(goals, trajs)]
+        step, steps = jax.jit(env.step), np.arange(0, min(len(t["action"]) for t in trajs), stride)
+        errs = [replay_errors(env, g, tr, steps, step) for g, tr in zip(goals, trajs)]
         row = {k: float(max(e[k].max() for e in errs)) for k in errs[0]}
         row["success"] = int(sum(e["success"].sum() for e in errs))
         row["reward_range"] = [float(min(t["reward"].min() for t in trajs)), float(max(t["reward"].max() for t in trajs))]
@@ -391,7 +402,7 @@ def main(argv=None) -> int:
                 print(f"error: no V1 reward ported yet for {', '.join(missing)}", file=sys.stderr)
                 return 2
         if args.replay:
-            result = replay_report(args.tasks, seed=args.seed, reward_version=args.reward_version)
+            result = replay_report(args.tasks, seed=args.seed, reward_version=args.reward_version, impl=args.impl)
         else:
             result = run(args.tasks, args.episodes, args.seed, args.impl, reward_version=args.reward_version)
     except (UnknownTaskError, BackendUnavailableError) as e:

@@ -32,3 +32,18 @@ def test_expert_parity_5_episodes(task):
 @pytest.mark.parametrize("task", TASKS)
 def test_expert_parity_20_episodes(task):
     check_parity(task, 20, max_gap=0.05)
+
+
+def test_replay_cli_runs_the_backend_it_names(monkeypatch, tmp_path):
+    """`--replay --impl jax` replays on that backend (it used to replay on the default one silently)."""
+    seen = {}
+
+    def fake_report(tasks, seed, reward_version, impl):
+        seen.update(tasks=tasks, impl=impl)
+        return {"reach": {"obs": 0.0}}
+
+    monkeypatch.setattr(parity, "replay_report", fake_report)
+    out = tmp_path / "r.json"
+    assert parity.main(["--replay", "--tasks", "reach", "--impl", "jax", "--json", str(out)]) == 0
+    assert seen == {"tasks": "reach", "impl": "jax"} and out.exists()
+    assert parity.main(["--replay", "--tasks", "reach", "--impl", "mjx"]) == 2
