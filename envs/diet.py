@@ -510,7 +510,7 @@ def grow(task: str, result: dict, source: str, noise_seed: int | None = None, pa
     return new
 
 
-def bench(task: str, batch: int = 16, steps: int = 40, seed: int = 0) -> dict:
+def bench(task: str, batch: int = 16, steps: int = 40, seed: int = 0, max_contact_points: int | None = None) -> dict:
     """The ``jax`` backend's cost on a task's diet: seconds of the first call of a jitted env step at
     ``batch`` envs (tracing + XLA compile, cold unless a persistent cache is configured) and env
     steps/s over ``steps`` further calls with uniform random actions."""
@@ -518,7 +518,7 @@ def bench(task: str, batch: int = 16, steps: int = 40, seed: int = 0) -> dict:
 
     from envs.sawyer import SawyerEnv
 
-    env = SawyerEnv(task, impl="jax")
+    env = SawyerEnv(task, impl="jax", max_contact_points=max_contact_points)
     state = env.reset(jax.random.PRNGKey(seed), batch)
     actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), (steps + 1, batch, 4), minval=-1.0, maxval=1.0)
     step = jax.jit(env.step)
@@ -532,6 +532,34 @@ def bench(task: str, batch: int = 16, steps: int = 40, seed: int = 0) -> dict:
     return {"task": task, "batch": batch, "first_call_s": first, "env_steps_per_s": steps * batch / (time.perf_counter() - t0)}
 
 
+def most_contacts(task: str, episodes: int = 8, seed: int = 0) -> dict:
+    """The most MJX contacts active at once on the ``jax`` backend (every slot of the diet, no cap),
+    at any substep of full episodes: the official expert on ``episodes`` goals of the parity protocol,
+    and uniform random actions on as many envs; with the diet's contact slots."""
+    import jax
+    import jax.numpy as jnp
+
+    from envs.parity import expert, goal_indices
+    from envs.sawyer import SawyerEnv
+
+    env = SawyerEnv(task, impl="jax", eval_mode=True)
+    goals = goal_indices(episodes, seed)
+    state = env.reset(jax.random.PRNGKey(seed), 2 * episodes, goals=jnp.asarray(np.concatenate([goals, goals])))
+    step, count = jax.jit(env.step), jax.jit(env.backend.max_active_contacts)
+    policy, rng = expert(task), np.random.default_rng(seed)
+    most = np.zeros(2 * episodes, int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(env.max_path_length):
+            obs = np.asarray(state.obs, np.float64)
+            action = np.concatenate([np.stack([np.clip(policy.get_action(o), -1, 1) for o in obs[:episodes]]),
+                                     rng.uniform(-1, 1, (episodes, 4))]).astype(np.float32)
+            most = np.maximum(most, np.asarray(count(state.data, jnp.asarray(action))))
+            state = step(state, jnp.asarray(action))
+    slots = int(env.backend._template_np._impl.contact.dist.shape[0])
+    return {"task": task, "slots": slots, "expert": int(most[:episodes].max()), "random": int(most[episodes:].max())}
+
+
 def main(argv=None) -> int:
     from envs.registry import UnknownTaskError, resolve_tasks
 
@@ -540,6 +568,10 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="coverage check on fresh episodes instead of a survey")
     p.add_argument("--bench", type=int, default=0, metavar="BATCH",
                    help="instead: first-call seconds and env steps/s of the jax backend at this batch")
+    p.add_argument("--max-contacts", type=int, default=None, metavar="K",
+                   help="with --bench: the jax backend keeps the K deepest contacts per condim group (default: all)")
+    p.add_argument("--contacts", type=int, default=0, metavar="EPISODES",
+                   help="instead: the most MJX contacts active at once (expert and random episodes), against the slots")
     p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey, --grow)")
     p.add_argument("--grow", action="store_true",
                    help="with --check: add the contacts found outside the diet to the table (one more survey round)")
@@ -552,9 +584,15 @@ def main(argv=None) -> int:
     except UnknownTaskError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.contacts:
+        for task in tasks:
+            r = most_contacts(task, args.contacts)
+            print(f"{task:28s} contact slots {r['slots']:4d}  most active at once: expert {r['expert']:3d}, "
+                  f"random {r['random']:3d}", flush=True)
+        return 0
     if args.bench:
         for task in tasks:
-            r = bench(task, args.bench)
+            r = bench(task, args.bench, max_contact_points=args.max_contacts)
             print(f"{task:28s} batch {r['batch']}  first call {r['first_call_s']:6.1f} s  "
                   f"{r['env_steps_per_s']:6.0f} env steps/s", flush=True)
         return 0

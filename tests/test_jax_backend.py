@@ -210,3 +210,45 @@ def test_blocked_newton_hessian_matches_mjx_dense_hessian():
     # float32 Cholesky of a stiff H (contacts against 1 kg bodies): compare each env's step as a vector
     error = jnp.linalg.norm(blocks.Mgrad - dense.Mgrad, axis=1) / jnp.linalg.norm(dense.Mgrad, axis=1)
     assert float(error.max()) < 1e-5, error
+
+
+def test_contact_cap_keeps_the_active_contacts_and_shrinks_the_solver():
+    """``contact_cap(k)`` with ``k`` at least the contacts active at once gives the motion of every slot
+    (two boxes settling on a plane, three fixed boxes far away whose slots never touch) on fewer
+    constraint rows; a ``k`` below it changes the motion; ``active_contacts`` counts the touching
+    slots; MJX's option is restored after tracing; a cap below 1 is refused."""
+    import mujoco
+    from mujoco import mjx
+    from mujoco.mjx._src import collision_driver
+
+    from envs.backends.jax_backend import active_contacts, contact_cap
+
+    m = mujoco.MjModel.from_xml_string("""
+    <mujoco><option cone="elliptic" solver="Newton" iterations="50" ls_iterations="50"/><worldbody>
+      <geom type="plane" size="1 1 0.1"/>
+      <geom type="box" size="0.05 0.05 0.05" pos="0.8 0.8 0.5"/>
+      <geom type="box" size="0.05 0.05 0.05" pos="-0.8 0.8 0.5"/>
+      <geom type="box" size="0.05 0.05 0.05" pos="0.8 -0.8 0.5"/>
+      <body pos="0 0 0.049"><freejoint/><geom type="box" size="0.05 0.05 0.05"/></body>
+      <body pos="0.2 0 0.051" euler="3 2 0"><freejoint/><geom type="box" size="0.05 0.03 0.05"/></body>
+    </worldbody></mujoco>""")
+    mx = mjx.put_model(m, impl="jax")
+
+    def run(k):
+        with contact_cap(k):
+            d0 = mjx.make_data(m, impl="jax")
+            d0 = d0.replace(qpos=jnp.asarray(m.qpos0, jnp.float32))
+            out = jax.jit(lambda d: jax.lax.fori_loop(0, 40, lambda _, d: mjx.step(mx, d), d))(d0)
+        return out, int(d0._impl.contact.dist.shape[0])
+
+    every, slots = run(None)
+    assert collision_driver._numeric(m, "max_contact_points") == -1  # restored
+    assert int(active_contacts(every)) == 8  # two boxes resting on four corners each
+    capped, capped_slots = run(10)
+    assert capped_slots == 10 < slots
+    np.testing.assert_allclose(np.asarray(capped.qpos), np.asarray(every.qpos), atol=1e-5)
+    starved, _ = run(4)
+    assert float(jnp.abs(starved.qpos - every.qpos).max()) > 1e-3  # one box short of corners: it tips or sinks
+    with pytest.raises(ValueError, match="max_contact_points=0"):
+        with contact_cap(0):
+            pass

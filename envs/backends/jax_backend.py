@@ -183,18 +183,48 @@ def early_exit_linesearch():
         solver._while_loop_scan, solver._linesearch = original_loop, original_linesearch
 
 
+def active_contacts(d) -> jax.Array:
+    """Contacts that push (their constraint is active): dist < includemargin, summed over contact slots [B]."""
+    con = d._impl.contact
+    return (con.dist < con.includemargin).sum(-1).astype(jnp.int32)
+
+
+@contextlib.contextmanager
+def contact_cap(k: int | None):
+    """While tracing (and sizing ``Data``): MJX keeps the ``k`` deepest contacts (least ``dist``) of
+    each condim group, MJX's own ``max_contact_points`` option, instead of every slot of every kept
+    pair (4 per box-box pair, most of them apart at any time); None: every slot.
+
+    Exact while no more than ``k`` contacts of a group are active at once (``active_contacts``; the
+    dropped ones are then apart, up to unequal margins), and the solver works on ``k`` contact rows,
+    not hundreds: ``JaxBackend.max_active_contacts`` measures what a task needs."""
+    from mujoco.mjx._src import collision_driver
+
+    original = collision_driver._numeric
+    if k is not None:
+        if int(k) < 1:
+            raise ValueError(f"max_contact_points={k}: a cap must be a positive number of contacts, or None for none")
+        collision_driver._numeric = lambda m, name: int(k) if name == "max_contact_points" else original(m, name)
+    try:
+        yield
+    finally:
+        collision_driver._numeric = original
+
+
 class JaxBackend(MjxBackend):
     """The ``jax`` physics backend (MJX JAX on the dieted model); default ``step_groups``; host
-    conversions and control law from ``MjxBackend``."""
+    conversions and control law from ``MjxBackend``. ``max_contact_points``: ``contact_cap``'s ``k``
+    (default None: every contact slot of the diet, the configuration verified in docs/port.md)."""
 
     name = "jax"
     data_cls = JaxData
 
-    def __init__(self, tm: TaskModel, mocap_low, mocap_high):
+    def __init__(self, tm: TaskModel, mocap_low, mocap_high, max_contact_points: int | None = None):
         from mujoco import mjx
 
         self._setup(tm, mocap_low, mocap_high)
         self.diet = diet.entry(tm.task)
+        self.max_contact_points = max_contact_points
         dieted, edits = diet.diet_model(tm.model, self.diet)
         kept = {diet.geom_id(dieted, label) for pair in self.diet["pairs"] for label in pair}
         self.model, grown = inflate_margins(dieted, inflatable(dieted, kept))
@@ -202,14 +232,18 @@ class JaxBackend(MjxBackend):
         _warn_without_flag()
         self.mx = mjx.put_model(self.model, impl="jax")
         self._mocap_parents = mocap_parents(self.model)
-        self._template_np = jax.tree.map(np.asarray, mjx.make_data(self.model, impl="jax"))
+        with contact_cap(self.max_contact_points):
+            self._template_np = jax.tree.map(np.asarray, mjx.make_data(self.model, impl="jax"))
+        if max_contact_points is not None:
+            self.edits += (f"contacts: the {max_contact_points} deepest per condim group (max_contact_points)",)
 
     # ---- the step ---------------------------------------------------------------------------
     def _template(self):
         return zeros_in_program(self._template_np)
 
-    def step(self, data: JaxData, action: jax.Array) -> tuple[JaxData, Kinematics]:
-        """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
+    def _substeps(self, data: JaxData, action: jax.Array, count: bool):
+        """The control step's ``frame_skip`` MJX steps and the closing forward on a batch; with
+        ``count`` also the most active contacts (``active_contacts``) any substep had, per env."""
         from mujoco import mjx
 
         template = self._template()
@@ -225,12 +259,27 @@ class JaxBackend(MjxBackend):
         # The loop runs on the batch (vmap inside the loop, not a vmapped loop): the same program,
         # traced without JAX's scan batching rule (a third of the tracing time).
         step = jax.vmap(mjx.step, in_axes=(axes, 0))
-        with early_exit_linesearch(), blocked_newton_hessian(self.mx):
-            d = jax.lax.fori_loop(0, FRAME_SKIP, lambda _, d: step(mx, d), d)
+
+        def body(_, carry):
+            d, most = carry
+            d = step(mx, d)
+            return d, (jnp.maximum(most, active_contacts(d)) if count else most)
+
+        most = jnp.zeros(d.qpos.shape[:1], jnp.int32)
+        with early_exit_linesearch(), blocked_newton_hessian(self.mx), contact_cap(self.max_contact_points):
+            d, most = jax.lax.fori_loop(0, FRAME_SKIP, body, (d, most))
             d = jax.vmap(mjx.forward, in_axes=(axes, 0))(mx, d)
+        return d, most
+
+    def step(self, data: JaxData, action: jax.Array) -> tuple[JaxData, Kinematics]:
+        """Batched control step: ``data`` and ``action`` [B, 4] carry a leading env axis."""
+        d, _ = self._substeps(data, action, count=False)
         nxt = JaxData(qpos=d.qpos, qvel=d.qvel, mocap_pos=d.mocap_pos, mocap_quat=d.mocap_quat,
                       qacc_warmstart=d.qacc_warmstart)
-        sens = d.sensordata
-        frames = jax.vmap(lambda s: unpack_frames(s, self.tm.frames))(sens)
+        frames = jax.vmap(lambda s: unpack_frames(s, self.tm.frames))(d.sensordata)
         return nxt, Kinematics(frames=frames, qpos=nxt.qpos, qvel=nxt.qvel)
 
+    def max_active_contacts(self, data: JaxData, action: jax.Array) -> jax.Array:
+        """Per env [B]: the most contacts active at once (``active_contacts``) over this control
+        step's substeps: what a cap (``max_contact_points``) must not fall below."""
+        return self._substeps(data, action, count=True)[1]
