@@ -35,6 +35,8 @@ def test_defaults_and_every_preset_validate_on_mt10_and_mt50():
         ({"network": {"log_std_min": 1.0, "log_std_max": 0.0}}, "--log-std-min 1.0", "below the maximum"),
         ({"ppo": {"learning_rate": 0.0}}, "--learning-rate 0.0", "> 0"),
         ({"env": {"reward_version": "v3"}}, "--reward-version 'v3'", "v2, v1"),
+        ({"env": {"max_contacts": -1, "impl": "jax"}}, "--max-contacts -1", ">= 0"),
+        ({"env": {"max_contacts": 32}}, "--max-contacts 32", "needs --impl jax, not --impl mujoco"),
         ({"ppo": {"advantage_norm": "batch"}}, "--advantage-norm 'batch'", "iteration, minibatch"),
         ({"ppo": {"num_epochs": -1}}, "--num-epochs -1", "> 0"),
         ({"ppo": {"gamma": 1.5}}, "--gamma 1.5", "[0, 1]"),
@@ -214,3 +216,10 @@ def test_backend_names_have_one_source():
     from envs.tasks.base import REWARD_VERSIONS
 
     assert cfg.REWARD_VERSIONS == REWARD_VERSIONS  # --reward-version's choices are the port's
+
+
+def test_max_contacts_reaches_the_jax_backend_only_when_set():
+    assert cfg.physics_kwargs(cfg.Config().env) == {}
+    capped = cfg.replace(cfg.Config(), env={"impl": "jax", "max_contacts": 32})
+    cfg.validate(capped, 10)
+    assert cfg.physics_kwargs(capped.env) == {"max_contact_points": 32}

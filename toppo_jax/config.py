@@ -43,6 +43,7 @@ class EnvConfig:
     impl: str = "mujoco"  # physics backend: mujoco | warp | jax
     staggered: bool = True  # spread episode starts so time-outs do not all land on the same step
     reward_version: str = "v2"  # v2 | v1: the official reward_function_version (success is the same function in both)
+    max_contacts: int = 0  # impl=jax only: keep the K deepest MJX contacts per condim group (0: all; envs.diet --contacts measures K)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +268,9 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
     env, ppo, net, top, train = config.env, config.ppo, config.network, config.toppo, config.train
     _choice("--impl", env.impl, IMPLS)
     _choice("--reward-version", env.reward_version, REWARD_VERSIONS)
+    _positive("--max-contacts", env.max_contacts, allow_zero=True)
+    if env.max_contacts and env.impl != "jax":
+        raise ConfigError(f"--max-contacts {env.max_contacts} caps MJX JAX's contacts: it needs --impl jax, not --impl {env.impl} (or --max-contacts 0)")
     _positive("--envs-per-task", env.envs_per_task)
     _unit("--gamma", ppo.gamma)
     _unit("--gae-lambda", ppo.gae_lambda)
@@ -336,3 +340,8 @@ def validate(config: Config, num_tasks: int | None = None) -> Config:
             f"envs_per_task = {per_task}; choose a divisor of {per_task}"
         )
     return config
+
+
+def physics_kwargs(env: EnvConfig) -> dict:
+    """The env-constructor arguments of the physics settings beyond ``impl`` (``--max-contacts``)."""
+    return {"max_contact_points": env.max_contacts} if env.max_contacts else {}

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toppo_jax import config as cfg
 from toppo_jax import networks as nets
 from toppo_jax import ppo
 from toppo_jax.loop import check_impl
@@ -33,8 +34,10 @@ def port_success(policy: SavedPolicy, episodes: int, make_env: Callable | None =
         def make_env(tasks, envs_per_task, **kwargs):
             return make_multitask(list(tasks), envs_per_task, **kwargs)
 
-    eval_env = make_env(policy.tasks, episodes, seed=policy.config.train.seed, impl=impl or policy.config.env.impl,
-                        staggered=False, eval_mode=True, reward_version=reward_version or policy.config.env.reward_version)
+    impl = impl or policy.config.env.impl
+    physics = cfg.physics_kwargs(policy.config.env) if impl == "jax" else {}  # the run's contact cap, on its own backend
+    eval_env = make_env(policy.tasks, episodes, seed=policy.config.train.seed, impl=impl, staggered=False,
+                        eval_mode=True, reward_version=reward_version or policy.config.env.reward_version, **physics)
     out = []
     for stochastic in modes:
         evaluate = jax.jit(make_evaluate(eval_env, policy.networks, stochastic=stochastic))

@@ -236,9 +236,9 @@ class HostLoop:
         env_mesh = {"mesh": mesh} if mesh is not None and pop.num_members == 1 else {}
         eval_mesh = env_mesh if mesh is not None and train_c.eval_episodes % mesh.size == 0 else {}
         self.env = make_env(tasks, env_c.envs_per_task, seed=train_c.seed, impl=env_c.impl, staggered=env_c.staggered,
-                            reward_version=env_c.reward_version, **env_mesh)
+                            reward_version=env_c.reward_version, **cfg.physics_kwargs(env_c), **env_mesh)
         eval_env = make_env(tasks, train_c.eval_episodes, seed=train_c.seed, impl=env_c.impl, staggered=False, eval_mode=True,
-                            reward_version=env_c.reward_version, **eval_mesh)
+                            reward_version=env_c.reward_version, **cfg.physics_kwargs(env_c), **eval_mesh)
         cfg.validate(cfg.replace(config, env={"envs_per_task": self.env.envs_per_task}), len(tasks))
         self.trainer = learner.make_train(config, self.env, mesh=env_mesh.get("mesh"))
         networks = self.trainer.networks
