@@ -158,3 +158,15 @@ def test_grow_adds_the_contacts_outside_the_diet_as_one_more_survey_round(tmp_pa
     assert {tuple(p) for p in before["reach"]["pairs"]} < {tuple(p) for p in grown["pairs"]}
     assert all(after[t] == before[t] for t in before if t != "reach")
     assert json.loads(diet.DIET_PATH.read_text())["tasks"]["reach"] == before["reach"]  # the repository's table untouched
+
+
+def test_most_contacts_counts_what_a_cap_must_keep_reach(capsys):
+    """``envs.diet --contacts``: on reach (60 contact slots on its diet) the expert and random actions
+    keep a few contacts active at once (measured 2026-12-04 over 4 goals: 4 and 8), never all slots."""
+    import re
+
+    assert diet.main(["--tasks", "reach", "--contacts", "1"]) == 0
+    line = capsys.readouterr().out
+    slots, expert, random = map(int, re.search(r"contact slots +(\d+) .*expert +(\d+), random +(\d+)", line).groups())
+    assert slots == 60
+    assert 1 <= expert < slots and 1 <= random < slots
