@@ -5,6 +5,7 @@ from official Meta-World episodes (issue 19; docs/port.md, "MJX jax backend").
     python -m envs.diet --tasks reach,push --check   # coverage: fresh episodes, contacts outside the table
     python -m envs.diet --tasks sweep-into --check --grow   # ... and add them to the table (one more round)
     python -m envs.diet --tasks reach --bench 16     # the jax backend on the diet: first call, env steps/s
+    python -m envs.diet --tasks stick-pull --rederive  # re-derive an entry from its stored survey
 
 MJX JAX tests every candidate geom pair at every substep with a fixed-size, branch-free program, so
 its cost and compile time grow with the candidate pairs, and the arm and hand meshes (thousands of
@@ -30,6 +31,11 @@ vertices) dominate both. Meta-World's episodes touch few of the pairs its models
    or a mesh larger than ``MAX_MESH_VERTS`` vertices, that geom becomes a box fitted to it (a
    cylinder's or ellipsoid's circumscribed box; a mesh's bounding box in its own frame). Masses and
    inertias are the compiled official ones (a geom's shape is changed after compilation).
+   **Shape check** (``round_tall_cylinders``): the official expert on ``SHAPE_GOALS`` goals in
+   official C MuJoCo with only the replaced shapes (``expert_success``); where that misses official's
+   success by more than ``SHAPE_BAR`` and the task has tall cylinders (half-height above the radius),
+   they become capsules of the same radius and height instead (the round side kept, the flat ends
+   rounded off), kept if the expert does strictly better so. Both figures go into the table.
 4. **Margins**: MJX JAX has no margin on mesh pairs; where a kept pair involves a mesh, the margins
    (and gaps) of its two geoms become 0 (the gripper pads' official 0.001).
 
@@ -81,6 +87,8 @@ CHECK_NOISY = ((0.3, (44, 45)),)
 CHECK_RANDOM_GOALS = (46,)
 CHECK_REACH_GOALS = (47, 48, 49)
 CHECK_NOISE_SEED = 1
+SHAPE_GOALS = EXPERT_GOALS  # the shape check's expert goals (the survey's)
+SHAPE_BAR = 0.05  # the shape check's bar on expert success, the parity bar
 MAX_MESH_VERTS = 200  # a kept mesh with more vertices (the hand's 6,693) becomes its fitted box
 EPISODE_STEPS = 500
 
@@ -88,6 +96,8 @@ _MESH = int(mujoco.mjtGeom.mjGEOM_MESH)
 _BOX = int(mujoco.mjtGeom.mjGEOM_BOX)
 _CYLINDER = int(mujoco.mjtGeom.mjGEOM_CYLINDER)
 _ELLIPSOID = int(mujoco.mjtGeom.mjGEOM_ELLIPSOID)
+_CAPSULE = int(mujoco.mjtGeom.mjGEOM_CAPSULE)
+_SHAPES = {"box": _BOX, "capsule": _CAPSULE}  # the replacement types of the table
 _PLANE = int(mujoco.mjtGeom.mjGEOM_PLANE)
 
 
@@ -278,6 +288,74 @@ def _fitted_box(m: mujoco.MjModel, g: int) -> dict:
     return {"was": was, "type": "box", "size": size, "pos": [float(x) for x in m.geom_pos[g]]}
 
 
+def _fitted_capsule(m: mujoco.MjModel, g: int) -> dict | None:
+    """The capsule replacing a tall cylinder (half-height h > radius r): radius r, half-length h - r, at
+    the geom's pose (the same round side and height, the flat ends rounded); None for any other geom."""
+    if int(m.geom_type[g]) != _CYLINDER or m.geom_size[g][1] <= m.geom_size[g][0]:
+        return None
+    r, h = (float(x) for x in m.geom_size[g][:2])
+    return {"was": f"cylinder r={r:.4g} h={h:.4g}", "type": "capsule", "size": [r, h - r, 0.0],
+            "pos": [float(x) for x in m.geom_pos[g]]}
+
+
+def set_shape(m: mujoco.MjModel, g: int, rep: dict) -> None:
+    """Give geom ``g`` of ``m`` (in place) a table replacement's shape: type, size, position, bounds."""
+    size = np.asarray(rep["size"], np.float64)
+    m.geom_type[g] = _SHAPES[rep["type"]]
+    m.geom_dataid[g] = -1
+    m.geom_size[g] = size
+    m.geom_pos[g] = rep["pos"]
+    if rep["type"] == "capsule":
+        r, half = size[0], size[0] + size[1]
+        m.geom_rbound[g] = half
+        m.geom_aabb[g] = [0.0, 0.0, 0.0, r, r, half]
+    else:
+        m.geom_rbound[g] = float(np.linalg.norm(size))
+        m.geom_aabb[g] = np.concatenate([np.zeros(3), size])
+
+
+def expert_success(task: str, replace: dict, goals=SHAPE_GOALS) -> np.ndarray:
+    """The official expert's any-step success on official C MuJoCo (an own env instance) with the
+    replaced shapes ``replace`` and nothing else of the diet, one episode per goal index."""
+    from envs import assets
+    from envs.parity import official_success
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = assets.official_class(task)()
+    for label, rep in replace.items():
+        set_shape(env.model, geom_id(env.model, label), rep)
+    table = assets.goal_table(SURVEY_BENCHMARK, SURVEY_SEED)[task]
+    return official_success(task, table[list(goals)], env=env)
+
+
+def round_tall_cylinders(task: str, m: mujoco.MjModel, pairs: list[tuple[str, str]], replace: dict,
+                         log=print) -> tuple[dict, dict | None]:
+    """The shape check: the replacements kept, or their tall cylinders as capsules (``_fitted_capsule``)
+    where the boxes miss official's expert success by more than ``SHAPE_BAR`` and the capsules do
+    strictly better. Returns (replacements, the check's figures; None without a tall cylinder)."""
+    capsules = {label: cap for label in replace
+                if (cap := _fitted_capsule(m, geom_id(m, label))) is not None}
+    if not capsules:
+        return replace, None
+    official = float(expert_success(task, {}).mean())
+    box = float(expert_success(task, replace).mean())
+    record = {"goals": list(SHAPE_GOALS), "official": official, "box": box, "capsule": None,
+              "tall_cylinders": sorted(capsules), "chosen": "box"}
+    if box < official - SHAPE_BAR:
+        rounded = {**replace, **capsules}
+        types = {geom_id(m, label): int(m.geom_type[geom_id(m, label)]) for p in pairs for label in p}
+        types.update({geom_id(m, label): _SHAPES[rep["type"]] for label, rep in rounded.items()})
+        if all(_has_fn(types[geom_id(m, a)], types[geom_id(m, b)]) for a, b in pairs):
+            record["capsule"] = float(expert_success(task, rounded).mean())
+            if record["capsule"] > box:
+                replace, record["chosen"] = rounded, "capsule"
+    capsule = "not tried" if record["capsule"] is None else f"{record['capsule']:.2f}"
+    log(f"{task:28s} shape check on {len(SHAPE_GOALS)} goals: official {official:.2f}, boxes {box:.2f}, "
+        f"capsules {capsule} -> {record['chosen']}")
+    return replace, record
+
+
 def plan_edits(m: mujoco.MjModel, pairs: list[tuple[str, str]]) -> tuple[dict, list[str]]:
     """The replacements and zeroed margins a model needs for MJX JAX to collide exactly ``pairs``.
 
@@ -332,15 +410,8 @@ def diet_model(model: mujoco.MjModel, entry: dict) -> tuple[mujoco.MjModel, tupl
     pairs = [tuple(sorted((geom_id(m, a), geom_id(m, b)))) for a, b in entry["pairs"]]
     edits = []
     for label, rep in entry["replace"].items():
-        g = geom_id(m, label)
-        size = np.asarray(rep["size"], np.float64)
-        m.geom_type[g] = _BOX
-        m.geom_dataid[g] = -1
-        m.geom_size[g] = size
-        m.geom_pos[g] = rep["pos"]
-        m.geom_rbound[g] = float(np.linalg.norm(size))
-        m.geom_aabb[g] = np.concatenate([np.zeros(3), size])
-        edits.append(f"{label}: {rep['was']} -> box {np.round(size, 4).tolist()}")
+        set_shape(m, geom_id(m, label), rep)
+        edits.append(f"{label}: {rep['was']} -> {rep['type']} {np.round(rep['size'], 4).tolist()}")
     for label in entry["zero_margin"]:
         g = geom_id(m, label)
         edits.append(f"{label}: margin {m.geom_margin[g]:.4g} gap {m.geom_gap[g]:.4g} -> 0")
@@ -423,7 +494,7 @@ def build_entry(task: str, log=print) -> dict:
     """Survey a task and derive its table entry."""
     t0 = time.perf_counter()
     seen, rounds, m = survey_rounds(task)
-    out = derive_entry(task, seen, rounds, m)
+    out = derive_entry(task, seen, rounds, m, log=log)
     log(f"{task:28s} geoms {out['collidable_geoms']:3d} -> {out['kept_geoms']:2d}  "
         f"pairs {out['candidate_pairs']:4d} -> {len(out['pairs']):3d}  replaced {len(out['replace'])}  "
         f"margins 0: {len(out['zero_margin'])}  rounds {len(rounds)} "
@@ -431,13 +502,15 @@ def build_entry(task: str, log=print) -> dict:
     return out
 
 
-def derive_entry(task: str, seen: dict, rounds: list[dict], m: mujoco.MjModel) -> dict:
-    """A table entry from a survey (``survey_rounds``): allowed pairs, replacements, zeroed margins."""
+def derive_entry(task: str, seen: dict, rounds: list[dict], m: mujoco.MjModel, log=print) -> dict:
+    """A table entry from a survey (``survey_rounds``): allowed pairs, replacements (shape-checked),
+    zeroed margins."""
     cand = candidate_pairs(m)
     congruent = congruent_closure(m, set(seen), cand)
     closure = finger_closure(m, {*seen, *congruent}, cand)
     pairs = sorted({*seen, *congruent, *closure})
     replace, zero = plan_edits(m, pairs)
+    replace, shape_check = round_tall_cylinders(task, m, pairs, replace, log=log)
     collidable = {g for p in cand for g in p}
     kept = {g for p in pairs for g in p}
     out = {
@@ -447,6 +520,7 @@ def derive_entry(task: str, seen: dict, rounds: list[dict], m: mujoco.MjModel) -
         "congruent_closure": [list(p) for p in congruent],
         "finger_closure": [list(p) for p in closure],
         "replace": replace,
+        "shape_check": shape_check,
         "zero_margin": zero,
         "collidable_geoms": len(collidable),
         "kept_geoms": len(kept),
@@ -488,8 +562,6 @@ def grow(task: str, result: dict, source: str, noise_seed: int | None = None, pa
     one more survey round (``source``: which episodes, e.g. "check" or a run dir), and re-derive the
     entry (closures, replacements, margins) as the survey does; written to ``path``. Returns the new
     entry. A later check on other episodes tells whether the grown table covers them."""
-    from envs import assets
-
     table = load_table(path)
     if task not in table:
         raise NoDietError(f"task '{task}' has no collision diet in {path} to grow; make one with "
@@ -501,10 +573,28 @@ def grow(task: str, result: dict, source: str, noise_seed: int | None = None, pa
         seen[pair] = add_substeps(seen.get(pair, {}), counts)
     rounds = [*old["episodes"]["rounds"], {"source": source, "noise_seed": noise_seed, "plan": result["episodes"],
                                             "new_pairs": len(result["outside"])}]
+    return _rederive_and_write(task, seen, rounds, path)
+
+
+def rederive(task: str, path: Path = DIET_PATH, log=print) -> dict:
+    """Re-derive a task's table entry from its stored survey (``--rederive``: the closures, replacements
+    with their shape check, margins; no new episodes), written to ``path``. Returns the new entry."""
+    table = load_table(path)
+    if task not in table:
+        raise NoDietError(f"task '{task}' has no collision diet in {path} to re-derive; make one with "
+                          f"`python -m envs.diet --tasks {task}`")
+    old = table[task]
+    seen = {tuple(k.split(" / ")): dict(v) for k, v in old["substeps_seen"].items()}
+    return _rederive_and_write(task, seen, old["episodes"]["rounds"], path, log)
+
+
+def _rederive_and_write(task: str, seen: dict, rounds: list[dict], path: Path, log=print) -> dict:
+    from envs import assets
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = assets.official_class(task)().model
-    new = derive_entry(task, dict(sorted(seen.items())), rounds, m)
+    new = derive_entry(task, dict(sorted(seen.items())), rounds, m, log=log)
     write_table({task: new}, path)
     _table.cache_clear()
     return new
@@ -572,7 +662,10 @@ def main(argv=None) -> int:
                    help="with --bench: the jax backend keeps the K deepest contacts per condim group (default: all)")
     p.add_argument("--contacts", type=int, default=0, metavar="EPISODES",
                    help="instead: the most MJX contacts active at once (expert and random episodes), against the slots")
-    p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey, --grow)")
+    p.add_argument("--rederive", action="store_true",
+                   help="instead: re-derive the tasks' entries from their stored surveys (closures, replacements "
+                        "with the shape check, margins; no new episodes)")
+    p.add_argument("--out", default=str(DIET_PATH), help="the table to update (survey, --grow, --rederive)")
     p.add_argument("--grow", action="store_true",
                    help="with --check: add the contacts found outside the diet to the table (one more survey round)")
     p.add_argument("--noise-seed", type=int, default=CHECK_NOISE_SEED,
@@ -584,6 +677,17 @@ def main(argv=None) -> int:
     except UnknownTaskError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.rederive:
+        for task in tasks:
+            try:
+                new = rederive(task, Path(args.out))
+            except NoDietError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            print(f"{task:28s} {len(new['pairs'])} pairs, replaced {len(new['replace'])} "
+                  f"({', '.join(sorted({r['type'] for r in new['replace'].values()})) or 'none'}), "
+                  f"margins 0: {len(new['zero_margin'])} (written to {args.out})", flush=True)
+        return 0
     if args.contacts:
         for task in tasks:
             r = most_contacts(task, args.contacts)

@@ -37,7 +37,7 @@ def test_dieted_model_collides_exactly_the_table_pairs_and_loads_in_mjx(task, ta
     mjx.put_model(m, impl="jax")  # raises on a pair MJX JAX cannot collide or a margin it refuses
     for label, rep in entry["replace"].items():
         g = diet.geom_id(m, label)
-        assert m.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX and np.allclose(m.geom_size[g], rep["size"])
+        assert m.geom_type[g] == diet._SHAPES[rep["type"]] and np.allclose(m.geom_size[g], rep["size"])
     # masses and inertias stay the compiled official ones
     np.testing.assert_array_equal(m.body_mass, tm.model.body_mass)
     np.testing.assert_array_equal(m.body_inertia, tm.model.body_inertia)
@@ -170,3 +170,57 @@ def test_most_contacts_counts_what_a_cap_must_keep_reach(capsys):
     slots, expert, random = map(int, re.search(r"contact slots +(\d+) .*expert +(\d+), random +(\d+)", line).groups())
     assert slots == 60
     assert 1 <= expert < slots and 1 <= random < slots
+
+
+def test_a_tall_cylinder_has_a_capsule_of_its_radius_and_height_a_squat_one_none():
+    m = mujoco.MjModel.from_xml_string("""<mujoco><worldbody>
+      <geom name="tall" type="cylinder" size=".06 .1" pos="0 0 .14"/>
+      <geom name="squat" type="cylinder" size=".062 .02"/>
+      <geom name="box" type="box" size=".1 .1 .1"/>
+    </worldbody></mujoco>""")
+    cap = diet._fitted_capsule(m, 0)
+    assert cap["type"] == "capsule" and cap["size"] == pytest.approx([0.06, 0.04, 0.0]) and cap["pos"] == pytest.approx([0, 0, 0.14])
+    assert diet._fitted_capsule(m, 1) is None and diet._fitted_capsule(m, 2) is None
+    diet.set_shape(m, 0, cap)
+    assert m.geom_type[0] == mujoco.mjtGeom.mjGEOM_CAPSULE and m.geom_rbound[0] == pytest.approx(0.1)
+    np.testing.assert_allclose(m.geom_aabb[0], [0, 0, 0, 0.06, 0.06, 0.1])  # the cylinder's height
+
+
+@pytest.mark.parametrize("box, capsule, chosen", [(1.0, None, "box"), (0.5, 0.9, "capsule"), (0.5, 0.5, "box")])
+def test_shape_check_rounds_the_tall_cylinders_only_where_the_boxes_miss_and_capsules_do_better(
+        monkeypatch, box, capsule, chosen):
+    """stick-pull's thermos (a tall cylinder, body36#7) and its base (squat, body36#8): the boxes are kept
+    when the expert meets the bar with them; else the tall one becomes a capsule if that does strictly
+    better (figures stubbed here; the physics is the next test's)."""
+    from envs.assets import official_class
+
+    m = official_class("stick-pull")().model
+    entry = diet.load_table()["stick-pull"]
+    pairs = [tuple(p) for p in entry["pairs"]]
+    boxes, _ = diet.plan_edits(m, pairs)
+    assert boxes["body36#7"]["type"] == boxes["body36#8"]["type"] == "box"
+    calls = []
+
+    def fake(task, replace, goals=diet.SHAPE_GOALS):
+        calls.append({k: r["type"] for k, r in replace.items()})
+        rate = 1.0 if not replace else capsule if replace["body36#7"]["type"] == "capsule" else box
+        return np.full(len(goals), rate)
+
+    monkeypatch.setattr(diet, "expert_success", fake)
+    replace, record = diet.round_tall_cylinders("stick-pull", m, pairs, boxes, log=lambda *a: None)
+    assert record["tall_cylinders"] == ["body36#7"] and record["chosen"] == chosen
+    assert replace["body36#7"]["type"] == ("capsule" if chosen == "capsule" else "box")
+    assert replace["body36#8"]["type"] == "box" and len(calls) == (2 if capsule is None else 3)
+
+
+def test_stick_pull_thermos_as_a_box_fails_the_expert_in_official_physics_as_a_capsule_not():
+    """The shape check's measurement (official C MuJoCo, only the shapes edited), goal 0: the stick
+    meets the box's corner (0.085 m from the axis where the cylinder reaches 0.06) and the expert fails;
+    with the table's capsule it pulls the thermos as on the official model."""
+    entry = diet.load_table()["stick-pull"]
+    assert entry["replace"]["body36#7"]["type"] == "capsule" and entry["shape_check"]["chosen"] == "capsule"
+    boxes = {**entry["replace"], "body36#7": diet._fitted_box(_task_model("stick-pull").model,
+                                                             diet.geom_id(_task_model("stick-pull").model, "body36#7"))}
+    assert diet.expert_success("stick-pull", {}, goals=(0,)).tolist() == [1.0]
+    assert diet.expert_success("stick-pull", entry["replace"], goals=(0,)).tolist() == [1.0]
+    assert diet.expert_success("stick-pull", boxes, goals=(0,)).tolist() == [0.0]
