@@ -564,30 +564,30 @@ def grow(task: str, result: dict, source: str, noise_seed: int | None = None, pa
     one more survey round (``source``: which episodes, e.g. "check" or a run dir), and re-derive the
     entry (closures, replacements, margins) as the survey does; written to ``path``. Returns the new
     entry. A later check on other episodes tells whether the grown table covers them."""
-    table = load_table(path)
-    if task not in table:
-        raise NoDietError(f"task '{task}' has no collision diet in {path} to grow; make one with "
-                          f"`python -m envs.diet --tasks {task}`")
-    old = table[task]
-    seen = {tuple(k.split(" / ")): dict(v) for k, v in old["substeps_seen"].items()}
+    seen, rounds = _stored_survey(task, path, "grow")
     for key, counts in result["outside"].items():
         pair = tuple(key.split(" / "))
         seen[pair] = add_substeps(seen.get(pair, {}), counts)
-    rounds = [*old["episodes"]["rounds"], {"source": source, "noise_seed": noise_seed, "plan": result["episodes"],
-                                            "new_pairs": len(result["outside"])}]
+    rounds = [*rounds, {"source": source, "noise_seed": noise_seed, "plan": result["episodes"],
+                        "new_pairs": len(result["outside"])}]
     return _rederive_and_write(task, seen, rounds, path)
 
 
 def rederive(task: str, path: Path = DIET_PATH, log=print) -> dict:
     """Re-derive a task's table entry from its stored survey (``--rederive``: the closures, replacements
     with their shape check, margins; no new episodes), written to ``path``. Returns the new entry."""
+    seen, rounds = _stored_survey(task, path, "re-derive")
+    return _rederive_and_write(task, seen, rounds, path, log)
+
+
+def _stored_survey(task: str, path: Path, what: str) -> tuple[dict, list[dict]]:
+    """A task's stored survey in table ``path``: ({pair: {kind: substeps}}, rounds); NoDietError if none."""
     table = load_table(path)
     if task not in table:
-        raise NoDietError(f"task '{task}' has no collision diet in {path} to re-derive; make one with "
+        raise NoDietError(f"task '{task}' has no collision diet in {path} to {what}; make one with "
                           f"`python -m envs.diet --tasks {task}`")
     old = table[task]
-    seen = {tuple(k.split(" / ")): dict(v) for k, v in old["substeps_seen"].items()}
-    return _rederive_and_write(task, seen, old["episodes"]["rounds"], path, log)
+    return {tuple(k.split(" / ")): dict(v) for k, v in old["substeps_seen"].items()}, list(old["episodes"]["rounds"])
 
 
 def _rederive_and_write(task: str, seen: dict, rounds: list[dict], path: Path, log=print) -> dict:

@@ -224,3 +224,24 @@ def test_stick_pull_thermos_as_a_box_fails_the_expert_in_official_physics_as_a_c
     assert diet.expert_success("stick-pull", {}, goals=(0,)).tolist() == [1.0]
     assert diet.expert_success("stick-pull", entry["replace"], goals=(0,)).tolist() == [1.0]
     assert diet.expert_success("stick-pull", boxes, goals=(0,)).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("task", [t for t in DIETED if diet.load_table()[t].get("shape_check") is None])
+def test_rederive_from_the_stored_survey_reproduces_the_entry(task, tmp_path):
+    """``--rederive``: the closures, replacements and margins derived again from an entry's stored survey
+    are the entry (tasks without a tall replaced cylinder: no expert episodes needed), written to the
+    given table only."""
+    import shutil
+
+    path = tmp_path / "diet.json"
+    shutil.copy(diet.DIET_PATH, path)
+    before = diet.load_table(path)
+    assert diet.rederive(task, path, log=lambda *a: None) == before[task]
+    assert diet.load_table(path) == before
+
+
+def test_rederive_names_a_task_without_a_diet(tmp_path, capsys):
+    path = tmp_path / "diet.json"
+    diet.write_table({}, path)
+    assert diet.main(["--tasks", "reach", "--rederive", "--out", str(path)]) == 2
+    assert "task 'reach' has no collision diet" in capsys.readouterr().err
