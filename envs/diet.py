@@ -35,7 +35,9 @@ vertices) dominate both. Meta-World's episodes touch few of the pairs its models
    official C MuJoCo with only the replaced shapes (``expert_success``); where that misses official's
    success by more than ``SHAPE_BAR`` and the task has tall cylinders (half-height above the radius),
    they become capsules of the same radius and height instead (the round side kept, the flat ends
-   rounded off), kept if the expert does strictly better so. Both figures go into the table.
+   rounded off), kept if the expert does strictly better so. Both figures go into the table. This
+   checks the shapes in C physics only; the acceptance stays parity on ``jax`` (MJX JAX's capsule
+   contacts can differ from C's: docs/port.md, "Shape check").
 4. **Margins**: MJX JAX has no margin on mesh pairs; where a kept pair involves a mesh, the margins
    (and gaps) of its two geoms become 0 (the gripper pads' official 0.001).
 
